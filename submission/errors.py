@@ -1,0 +1,34 @@
+"""User errors: things a user can fix. The CLIs print them as one line, never a traceback."""
+
+import functools
+import sys
+
+import typer
+
+
+class KitError(Exception):
+    """An error with a message that tells the user what is wrong and how to fix it."""
+
+
+def user_errors(fn):
+    """Decorate a CLI command: a KitError becomes one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KitError as e:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def warn(message: str) -> None:
+    """One yellow warning line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()
