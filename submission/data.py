@@ -1,0 +1,189 @@
+"""Images prepared once (25 um crop at the working size), datasets, loaders, balanced sampling.
+
+Every image goes through `prepare` (decode, drop alpha, 25 um crop, resize to
+the working size) exactly once: into a uint8 cache on disk (a NumPy memmap),
+or, with the cache off, on every read. The cache is keyed by the listed paths,
+the data root, the crop and the working size, so a change of any of them
+builds a new one and nothing stale is ever read.
+"""
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+
+from .errors import KitError
+from .io import ImageReadError, atomic_path, read_rgb, write_json
+from .transforms import prepare
+
+CACHE_VERSION = 1
+
+
+class DirectImages:
+    """Prepared images read from disk on every access (the --no-cache path)."""
+
+    def __init__(self, paths: list[Path], crop_px: int, work_size: int):
+        self.paths, self.crop_px, self.work_size = list(paths), crop_px, work_size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return prepare(read_rgb(self.paths[i]), self.crop_px, self.work_size)
+
+
+def _prepare_chunk(args):
+    """Worker: prepare a chunk of images; returns (start, pixels or None, errors)."""
+    start, paths, crop_px, work_size, keep = args
+    out = np.zeros((len(paths), work_size, work_size, 3), np.uint8) if keep else None
+    errors = []
+    for j, p in enumerate(paths):
+        try:
+            img = prepare(read_rgb(p), crop_px, work_size)
+            if keep:
+                out[j] = img
+        except ImageReadError as e:
+            errors.append((start + j, str(e)))
+    return start, out, errors
+
+
+def prepare_all(paths, crop_px, work_size, out=None, workers=0, progress=None, label=""):
+    """Prepare every image once, in parallel; fill `out` if given. Returns [(index, error)]."""
+    paths = [str(p) for p in paths]
+    chunk = 64
+    jobs = [(s, paths[s : s + chunk], crop_px, work_size, out is not None) for s in range(0, len(paths), chunk)]
+    errors = []
+    task = progress.add_task(label, total=len(paths)) if progress is not None else None
+
+    def collect(result):
+        start, pixels, errs = result
+        if pixels is not None:
+            out[start : start + len(pixels)] = pixels
+        errors.extend(errs)
+        if task is not None:
+            progress.advance(task, len(pixels) if pixels is not None else min(chunk, len(paths) - start))
+
+    if workers > 0 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for result in pool.map(_prepare_chunk, jobs):
+                collect(result)
+    else:
+        for job in jobs:
+            collect(_prepare_chunk(job))
+    return sorted(errors)
+
+
+def cache_key(rel_paths, data_root: Path, crop_px: int, work_size: int) -> str:
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{Path(data_root).resolve()}|crop={crop_px}|size={work_size}\n".encode())
+    for p in rel_paths:
+        h.update(p.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def open_cache(cache_file: Path, n: int, work_size: int) -> np.memmap:
+    """Open a finished cache file read-only, refusing one of the wrong size."""
+    expected = n * work_size * work_size * 3
+    size = cache_file.stat().st_size
+    if size != expected:
+        raise KitError(
+            f"cache file {cache_file} is truncated or damaged ({size} bytes, expected {expected}); "
+            "delete it and run again"
+        )
+    return np.memmap(cache_file, dtype=np.uint8, mode="r", shape=(n, work_size, work_size, 3))
+
+
+def cached_images(rel_paths, data_root, crop_px, work_size, cache_dir, name, workers=0, progress=None):
+    """The prepared images of one dataset as a (N, work, work, 3) uint8 memmap, built if needed.
+
+    Returns (images, errors), errors being [(index, message)] for unreadable files
+    (their rows hold zeros). Built into a temp file and renamed, so an interrupted
+    build leaves no cache behind.
+    """
+    key = cache_key(rel_paths, data_root, crop_px, work_size)
+    cache_dir = Path(cache_dir)
+    cache_file = cache_dir / f"{name}-{work_size}px-{key}.u8"
+    meta_file = cache_file.with_suffix(".json")
+    n = len(rel_paths)
+    if cache_file.is_file() and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        return open_cache(cache_file, n, work_size), [tuple(e) for e in meta["errors"]]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(data_root) / p for p in rel_paths]
+    with atomic_path(cache_file) as tmp:
+        arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, work_size, work_size, 3))
+        errors = prepare_all(paths, crop_px, work_size, arr, workers, progress, f"caching {name}")
+        arr.flush()
+        del arr
+    write_json(meta_file, {"key": key, "n": n, "work_size": work_size, "crop_px": crop_px, "errors": errors})
+    return open_cache(cache_file, n, work_size), errors
+
+
+class CellDataset(Dataset):
+    """(image tensor (3, S, S) float32, label) pairs from prepared images and one transform."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, np.asarray(labels, np.int64), transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def reseed(self, seed: int) -> None:
+        self.transform.set_random_seed(seed % 2**32)
+
+    def __getitem__(self, i):
+        img = self.transform(image=np.asarray(self.images[i]))["image"]
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
+
+
+def _reseed_datasets(dataset, seed: int) -> None:
+    for d in dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]:
+        d.reseed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    _reseed_datasets(info.dataset, info.seed)  # info.seed derives from the loader's generator
+
+
+def class_balanced_weights(labels: np.ndarray) -> torch.Tensor:
+    """Per-sample weights that make every present class equally likely to be drawn."""
+    counts = np.bincount(labels)
+    return torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+
+
+def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False):
+    """A loader over one epoch's `num_samples` draws with replacement, fully determined by `seed`.
+
+    With `balanced_labels`, draws are class-balanced; otherwise uniform.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if balanced_labels is not None:
+        sampler = WeightedRandomSampler(class_balanced_weights(balanced_labels), num_samples, True, generator=gen)
+    else:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=num_samples, generator=gen)
+    if workers == 0:
+        _reseed_datasets(dataset, seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers else None,
+        generator=torch.Generator().manual_seed(seed + 1),
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset, batch_size, workers=0, pin_memory=False):
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
+
+
+def default_workers() -> int:
+    return min(8, max(0, (os.cpu_count() or 1) - 1))

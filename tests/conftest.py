@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny demo data set (about 100 images) and tiny training settings."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from submission.demo import generate
+from submission.training import TrainConfig
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """A tiny demo: OUT/data (data root with splits/) and OUT/labels. Treat as read-only."""
+    out = tmp_path_factory.mktemp("demo")
+    generate(out, seed=0, scale=0.002, n_target=30)
+    return out
+
+
+@pytest.fixture
+def tiny(demo):
+    """tiny(out, **overrides) -> a TrainConfig on the tiny demo."""
+    return lambda out, **kw: tiny_config(demo, out, **kw)
+
+
+def tiny_config(demo: Path, out: Path, **kw) -> TrainConfig:
+    """A run that takes seconds on a CPU: 32 px, 2 epochs of 3 steps, batch 8 + 8."""
+    base = TrainConfig(
+        data_root=str(demo / "data"), out=str(out), epochs=2, iters_per_epoch=3, image_size=32, batch_size=8,
+        pretrained=False, workers=0, device="cpu", cache_dir=str(out / "cache"), bottleneck_dim=64, head_width=64,
+        grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0,
+    )
+    return dataclasses.replace(base, **kw)

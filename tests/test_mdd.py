@@ -1,0 +1,77 @@
+import math
+import urllib.error
+
+import pytest
+import torch
+
+from submission.errors import KitError
+from submission.mdd import MDDNet, grl_coeff, mdd_loss, reverse_gradient
+
+
+def naive_mdd(y_s, y_s_adv, y_t, y_t_adv, margin):
+    """The transfer loss written out sample by sample."""
+    src, tgt = 0.0, 0.0
+    for i in range(len(y_s)):
+        p = int(torch.argmax(y_s[i]))
+        src += -torch.log_softmax(y_s_adv[i], 0)[p]
+    for i in range(len(y_t)):
+        p = int(torch.argmax(y_t[i]))
+        q = torch.softmax(y_t_adv[i], 0)[p]
+        tgt += -torch.log(torch.clamp(1 - q + 1e-6, max=1.0))
+    return margin * src / len(y_s) + tgt / len(y_t)
+
+
+@pytest.mark.parametrize("seed,n,k,margin,scale", [(0, 4, 11, 4.0, 1.0), (1, 16, 3, 1.0, 5.0), (2, 1, 11, 2.5, 20.0)])
+def test_mdd_loss_matches_the_naive_reference(seed, n, k, margin, scale):
+    g = torch.Generator().manual_seed(seed)
+    ys = [torch.randn(n, k, generator=g, dtype=torch.float64) * scale for _ in range(4)]
+    assert torch.allclose(mdd_loss(*ys, margin=margin), naive_mdd(*ys, margin), rtol=1e-9)
+
+
+def test_mdd_loss_sends_no_gradient_through_the_argmax():
+    y_s, y_t = torch.randn(5, 11, requires_grad=True), torch.randn(5, 11, requires_grad=True)
+    loss = mdd_loss(y_s, torch.randn(5, 11, requires_grad=True), y_t, torch.randn(5, 11, requires_grad=True))
+    loss.backward()
+    assert y_s.grad is None and y_t.grad is None
+
+
+@pytest.mark.parametrize("step,max_iters,lo,hi,alpha", [(0, 1000, 0.0, 0.1, 1.0), (600, 1000, 0.0, 0.1, 1.0),
+                                                         (50_000, 1000, 0.0, 0.1, 1.0), (37, 100, 0.2, 1.0, 10.0)])
+def test_grl_coeff_formula(step, max_iters, lo, hi, alpha):
+    expected = 2.0 * (hi - lo) / (1.0 + math.exp(-alpha * step / max_iters)) - (hi - lo) + lo
+    assert grl_coeff(step, max_iters, lo, hi, alpha) == pytest.approx(expected, rel=1e-12)
+
+
+def test_grl_coeff_ramp_facts():
+    assert grl_coeff(0) == pytest.approx(0.0)
+    assert grl_coeff(600) == pytest.approx(0.029, abs=5e-4)  # a 600-step run never passes 0.029
+    assert grl_coeff(10_000) == pytest.approx(0.1, abs=1e-5)
+
+
+@pytest.mark.parametrize("coeff", [0.0, 0.1, 1.0, 2.5])
+def test_reversed_gradient_is_minus_coeff_times_grad(coeff):
+    x = torch.randn(3, 4, requires_grad=True)
+    w = torch.randn(3, 4)
+    (reverse_gradient(x, coeff) * w).sum().backward()
+    assert torch.allclose(x.grad, -coeff * w)
+    assert torch.equal(reverse_gradient(x, coeff), x)  # identity forward
+
+
+def test_model_shapes_and_shared_batchnorm():
+    model = MDDNet(11, bottleneck_dim=32, head_width=16)
+    y, y_adv = model(torch.randn(6, 3, 32, 32), coeff=0.1)
+    assert y.shape == y_adv.shape == (6, 11)
+    model.eval()
+    assert model.predict(torch.randn(2, 3, 32, 32)).shape == (2, 11)
+    groups = model.param_groups(0.004)
+    assert [g["lr"] for g in groups] == pytest.approx([0.0004, 0.004])
+
+
+def test_missing_imagenet_weights_is_one_clear_error(monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(KitError, match=r"--no-pretrained") as e:
+        MDDNet(pretrained=True)
+    assert "resnet18-f37072fd.pth" in str(e.value) and torch.hub.get_dir() in str(e.value)

@@ -1,0 +1,72 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from submission.metrics import entropy, f1_scores, snd
+
+
+def naive_snd(p, t):
+    p = np.asarray(p, np.float64)
+    f = p / np.linalg.norm(p, axis=1, keepdims=True)
+    n = len(f)
+    total = 0.0
+    for i in range(n):
+        sims = np.array([f[i] @ f[j] / t for j in range(n) if j != i])
+        q = np.exp(sims - sims.max())
+        q /= q.sum()
+        total += -sum(v * math.log(v) for v in q if v > 0)
+    return total / n
+
+
+def naive_entropy(p):
+    return float(np.mean([-sum(v * math.log(v) for v in row if v > 0) for row in p]))
+
+
+def _probs(seed, n, k, sharp=1.0):
+    return torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * sharp, 1).numpy()
+
+
+@pytest.mark.parametrize("seed,n,k,t", [(0, 10, 11, 0.005), (1, 25, 3, 0.05), (2, 7, 5, 1.0)])
+def test_snd_matches_the_naive_reference(seed, n, k, t):
+    p = _probs(seed, n, k, sharp=3.0)
+    assert snd(p, t) == pytest.approx(naive_snd(p, t), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed,n,k", [(0, 10, 11), (1, 50, 2)])
+def test_entropy_matches_the_naive_reference(seed, n, k):
+    p = _probs(seed, n, k)
+    assert entropy(p) == pytest.approx(naive_entropy(p), rel=1e-9)
+    assert entropy(np.eye(k)) == 0.0
+
+
+def test_snd_high_for_separated_clusters_low_for_uniform_predictions():
+    rng = np.random.default_rng(0)
+    k, per = 5, 40
+    clusters = np.full((k * per, k), 0.01)
+    clusters[np.arange(k * per), np.repeat(np.arange(k), per)] = 0.96
+    scattered = rng.dirichlet(np.ones(k), size=k * per)  # predictions spread uniformly over the simplex
+    assert snd(clusters) > snd(scattered) + 1.0
+
+
+def test_snd_unchanged_by_row_order():
+    p = _probs(3, 60, 11, sharp=4.0)
+    perm = np.random.default_rng(0).permutation(60)
+    assert snd(p[perm]) == pytest.approx(snd(p), rel=1e-9)
+
+
+def test_collapsed_predictions_score_highest_hence_the_guard():
+    p = _probs(4, 60, 11, sharp=4.0)
+    collapsed = np.tile(p[:1], (60, 1))
+    assert snd(collapsed) >= snd(p)
+    assert snd(collapsed) == pytest.approx(math.log(59), rel=1e-6)
+
+
+def test_f1_is_scikit_learns():
+    from sklearn.metrics import f1_score
+
+    y, p = [0, 1, 2, 2, 10], [0, 2, 2, 2, 10]
+    s = f1_scores(y, p)
+    assert s["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert s["micro_f1"] == pytest.approx(0.8)

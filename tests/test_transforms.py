@@ -1,0 +1,87 @@
+import albumentations as A
+import numpy as np
+import pytest
+
+from submission.transforms import (DEFAULT_CROP_PX, cached_stats, center_crop, channel_stats, eval_transform, prepare,
+                                   train_transform, work_size_for)
+
+
+def test_crop_sizes_are_the_same_25um_field():
+    # about 10, 13.8 and 11.52 px/um
+    assert DEFAULT_CROP_PX == {"Acevedo_20": 250, "Matek_19": 345, "WBC1": 288, "WBC2": 288}
+    assert work_size_for(224) == 256
+
+
+@pytest.mark.parametrize("h,w,size", [(363, 360, 250), (400, 400, 345), (300, 288, 288), (100, 120, 250)])
+def test_center_crop_takes_the_centre(h, w, size):
+    img = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    crop = center_crop(img, size)
+    s = min(size, h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    assert crop.shape == (s, s)
+    assert crop[0, 0] == img[top, left] and crop[-1, -1] == img[top + s - 1, left + s - 1]
+
+
+def test_prepare_gives_working_size_uint8():
+    img = np.full((400, 400, 3), 200, np.uint8)
+    out = prepare(img, 345, 73)
+    assert out.shape == (73, 73, 3) and out.dtype == np.uint8 and (out == 200).all()
+
+
+def test_channel_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (8, 9, 3), dtype=np.uint8) for _ in range(5)]
+    mean, std = channel_stats(images)
+    px = np.concatenate([i.reshape(-1, 3) for i in images]) / 255.0
+    np.testing.assert_allclose(mean, px.mean(0), atol=1e-6)
+    np.testing.assert_allclose(std, px.std(0), atol=1e-6)
+
+
+def test_stats_are_cached_by_key(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [0.5] * 3, [0.2] * 3
+
+    f = tmp_path / "stats.json"
+    assert cached_stats(f, "WBC1", "k1", compute) == ([0.5] * 3, [0.2] * 3)
+    cached_stats(f, "WBC1", "k1", compute)
+    assert len(calls) == 1
+    cached_stats(f, "WBC1", "k2", compute)  # another file list or crop: recomputed
+    assert len(calls) == 2
+
+
+def test_normalisation_uses_the_given_stats():
+    t = eval_transform(4, mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 1.0])
+    out = t(image=np.full((6, 6, 3), 255, np.uint8))["image"]
+    np.testing.assert_allclose(out[0, 0], [1.0, 3.0, 1.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_augmentation_output_shape_and_dtype(size):
+    t = train_transform(size, [0.5] * 3, [0.2] * 3)
+    t.set_random_seed(0)
+    img = np.random.default_rng(0).integers(0, 256, (work_size_for(size),) * 2 + (3,), dtype=np.uint8)
+    for _ in range(10):
+        out = t(image=img)["image"]
+        assert out.shape == (size, size, 3) and out.dtype == np.float32
+    assert eval_transform(size, [0.5] * 3, [0.2] * 3)(image=img)["image"].shape == (size, size, 3)
+
+
+def test_augmentation_is_seeded():
+    img = np.random.default_rng(0).integers(0, 256, (73, 73, 3), dtype=np.uint8)
+    t = train_transform(64, [0.5] * 3, [0.2] * 3)
+    t.set_random_seed(5)
+    a = [t(image=img)["image"] for _ in range(3)]
+    t.set_random_seed(5)
+    b = [t(image=img)["image"] for _ in range(3)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_wrong_albumentations_argument_is_an_error():
+    from submission.transforms import _compose
+
+    with pytest.raises(ValueError, match="fog_coef_lower"):
+        _compose([A.RandomFog(fog_coef_lower=0.3, p=0.5)])
