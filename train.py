@@ -25,7 +25,7 @@ def _crop(text: str | None) -> dict | None:
 @user_errors
 def main(
     seed: int = typer.Option(0, help="Seed; names the run folder OUT/seed{N}."),
-    demo: bool = typer.Option(False, "--demo", help="Demo defaults for every option not given: data demo/data, 64 px, 8x40 steps, no ImageNet weights."),
+    demo: bool = typer.Option(False, "--demo", help="Demo defaults for every option not given: data demo/data, 64 px, 10x50 steps, no ImageNet weights."),
     data_root: Path = typer.Option(None, help="Data root in the challenge layout [default: data, demo/data with --demo]."),
     splits: Path = typer.Option(None, help="Split files [default: DATA_ROOT/splits if present, else data_splits/]."),
     out: Path = typer.Option(None, help="Runs folder [default: runs]."),
@@ -50,6 +50,7 @@ def main(
     workers: int = typer.Option(None, help="Data loader worker processes [default: 4; 0 with --demo]."),
     cache: bool = typer.Option(None, "--cache/--no-cache", help="Read prepared images from a uint8 cache on disk [default: on]."),
     cache_dir: Path = typer.Option(None, help="Cache folder [default: cache]."),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model for training (CUDA) [default: off]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT/seed{N} from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT/seed{N}."),
 ):
@@ -64,7 +65,7 @@ def main(
         margin=margin, grl_hi=grl_hi, grl_max_iters=grl_max_iters, snd_temperature=snd_temperature,
         min_pred_classes=min_pred_classes, max_entropy_frac=max_entropy_frac, pretrained=pretrained, balanced=balanced,
         class_weighted_loss=class_weighted_loss, val_fold=val_fold, crop_px=_crop(crop_px), device=device,
-        workers=workers, cache=cache, cache_dir=_str(cache_dir),
+        workers=workers, cache=cache, cache_dir=_str(cache_dir), compile=compile,
     )
     try:
         best = fit(cfg, resume=resume, overwrite=overwrite)

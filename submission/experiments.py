@@ -57,13 +57,71 @@ def evaluate_runs(runs: dict, split: str, data_root: Path, labels: pd.Series, ca
             logits_by[(method, variant, seed)] = logits
             rows.append({"method": method, "variant": variant, "seed": seed, "epoch": ckpt["epoch"],
                          **f1_scores(truth, logits.argmax(1))})
-    per_run = pd.DataFrame(rows)
     for method in {m for m, _ in runs}:
         seeds = sorted(s for m, s in runs if m == method)
         mean = np.mean([logits_by[(method, "SND choice + TTA", s)] for s in seeds], axis=0)
         rows.append({"method": method, "variant": f"ensemble of {len(seeds)} seeds (SND + TTA)", "seed": -1,
                      "epoch": -1, **f1_scores(truth, mean.argmax(1))})
     return pd.DataFrame(rows)
+
+
+CRITERIA = {  # name -> (metrics column, higher is better); None: a rule of its own
+    "SND with the guard": None,
+    "lowest target entropy": ("target_entropy", False),
+    "source-val F1": ("source_val_f1", True),
+    "last epoch": ("epoch", True),
+}
+
+
+def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "cache", device="auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How well each label-free criterion picks the checkpoint, judged by the true target F1.
+
+    Per run and epoch: SND, entropy, source-val F1 and the target macro F1 (from the WBC1
+    logits training saved each epoch, scored against `labels`, read only here). Per criterion:
+    the target F1 of the epoch it picks, its gap to the best epoch, and the Spearman rank
+    correlation between the criterion and the target F1 across epochs. The average of the last
+    epochs' weights (avg.pt) is scored as one more, epoch-free alternative.
+    Returns (per-epoch table, per-criterion table).
+    """
+    from .training import selection_key
+
+    epochs, picks = [], []
+    for run_dir in run_dirs:
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        images = pd.read_csv(run_dir / "target_images.csv", dtype=str)["Image"]
+        truth = labels.loc[images].to_numpy()
+        f1 = [f1_scores(truth, np.load(run_dir / "target_logits" / f"epoch{e:03d}.npy").argmax(1))["macro_f1"]
+              for e in metrics["epoch"]]
+        metrics = metrics.assign(run=str(run_dir), target_true_f1=f1)
+        epochs.append(metrics)
+        oracle = max(f1)
+        for name, rule in CRITERIA.items():
+            if rule is None:
+                i = max(range(len(metrics)), key=lambda j: selection_key(metrics.iloc[j]))
+                values = metrics["target_snd"].where(metrics["target_guard_ok"] == 1, metrics["target_snd"].min() - 1)
+            else:
+                col, higher = rule
+                values = metrics[col] if higher else -metrics[col]
+                i = int(np.argmax(values.to_numpy()))
+            rho = values.corr(metrics["target_true_f1"], method="spearman") if len(metrics) > 2 else float("nan")
+            picks.append({"run": str(run_dir), "criterion": name, "epoch": int(metrics["epoch"].iloc[i]),
+                          "target_f1": f1[i], "gap_to_best_epoch": oracle - f1[i], "spearman": rho})
+        avg = run_dir / "avg.pt"
+        if avg.is_file():
+            ckpt = load_checkpoint(avg)
+            target = Target.from_split(ckpt["target"], Path(ckpt["data_root"]))
+            logits = predict_run(ckpt, target, tta=False, device=device, cache_dir=cache_dir, batch_size=64)
+            score = f1_scores(labels.loc[target.images].to_numpy(), logits.argmax(1))["macro_f1"]
+            picks.append({"run": str(run_dir), "criterion": f"average of epochs {ckpt['metrics']['averaged_epochs']}",
+                          "epoch": -1, "target_f1": score, "gap_to_best_epoch": oracle - score, "spearman": float("nan")})
+    per_epoch = pd.concat(epochs, ignore_index=True)
+    picks = pd.DataFrame(picks)
+    picks["criterion"] = picks["criterion"].str.replace(r"average of epochs .*", "average of the last epochs' weights", regex=True)
+    g = picks.groupby("criterion", sort=False)
+    table = pd.DataFrame({"runs": g.size(), "target_f1_mean": g["target_f1"].mean(),
+                          "target_f1_std": g["target_f1"].std(ddof=1).fillna(0.0),
+                          "gap_mean": g["gap_to_best_epoch"].mean(), "spearman_mean": g["spearman"].mean()}).reset_index()
+    return per_epoch, table
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
@@ -73,6 +131,15 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         "macro_f1_mean": g["macro_f1"].mean(), "macro_f1_std": g["macro_f1"].std(ddof=1).fillna(0.0),
         "micro_f1_mean": g["micro_f1"].mean(), "micro_f1_std": g["micro_f1"].std(ddof=1).fillna(0.0),
     }).reset_index()
+
+
+def selection_markdown(table: pd.DataFrame) -> str:
+    lines = ["| criterion | runs | WBC1 macro F1 of its pick | gap to the best epoch | Spearman with target F1 |",
+             "|---|---|---|---|---|"]
+    for r in table.itertuples():
+        rho = "-" if np.isnan(r.spearman_mean) else f"{r.spearman_mean:+.2f}"
+        lines.append(f"| {r.criterion} | {r.runs} | {r.target_f1_mean:.3f} ± {r.target_f1_std:.3f} | {r.gap_mean:.3f} | {rho} |")
+    return "\n".join(lines)
 
 
 def markdown(summary: pd.DataFrame) -> str:
@@ -119,6 +186,14 @@ if __name__ == "__main__":
         (out / "summary.md").write_text(markdown(summary) + "\n")
         (out / "settings.json").write_text(json.dumps(dataclasses.asdict(base), indent=2) + "\n")
         console.print(markdown(summary))
+        wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
+        if wbc1 is not None and wbc1.is_file():
+            per_epoch, selection = selection_study([d for (m, _), d in runs.items() if m == "mdd"],
+                                                   read_labels(wbc1, "WBC1"), base.cache_dir, device)
+            write_csv(out / "selection_epochs.csv", per_epoch)
+            write_csv(out / "selection.csv", selection)
+            (out / "selection.md").write_text(selection_markdown(selection) + "\n")
+            console.print(selection_markdown(selection))
         console.print(f"{len(runs)} runs, {time.time() - t:.0f}s; tables in {out}")
 
     typer.run(main)

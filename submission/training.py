@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class TrainConfig:
     max_unreadable: float = 0.01  # share of a dataset's images that may be unreadable (skipped)
     log_every: int = 10  # steps between host syncs for the progress bar and the finiteness check
     amp: bool = True  # bf16 autocast and channels_last on CUDA (CPU stays fp32)
+    compile: bool = False  # torch.compile the training step's model (CUDA; first steps are slow)
+    average_last: int = 3  # also write avg.pt, the mean weights of the last N epochs (a label-free alternative)
 
     @property
     def run_dir(self) -> Path:
@@ -298,7 +301,7 @@ class RunData:
         splits_dir = resolve_splits_dir(data_root, Path(cfg.splits_dir) if cfg.splits_dir else None)
         stats_file = splits_dir / "stats.json"
         workers = cfg.workers
-        self.normalization = {}
+        self.normalization, self.class_mix = {}, {}
         train_parts, val_parts, train_labels = [], [], []
         for dataset in (*SOURCES, cfg.target):
             frame = load_split(splits_dir, dataset, data_root)
@@ -316,6 +319,7 @@ class RunData:
                 continue
             is_val = (frame["fold"] == cfg.val_fold).to_numpy()
             labels = frame["label_id"].to_numpy()
+            self.class_mix[dataset] = (np.bincount(labels, minlength=NUM_CLASSES) / len(labels)).tolist()
             tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
             train_parts.append(CellDataset(IndexedImages(images, tr), labels[tr], train_transform(cfg.image_size, mean, std)))
             train_labels.append(labels[tr])
@@ -330,19 +334,22 @@ class RunData:
             warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
 
 
-def evaluate(model, data: RunData, cfg: TrainConfig, device, amp) -> tuple[dict, np.ndarray]:
-    """Per-epoch scores: source-validation F1 (fold held out) and the label-free target scores."""
+def evaluate(model, data: RunData, cfg: TrainConfig, device, amp) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """Per-epoch scores: source-validation F1 (fold held out) and the label-free target scores.
+
+    Returns (scores, target logits (N, K), source-validation predictions or None).
+    """
     bs, workers = 2 * cfg.batch_size, min(cfg.workers, 2)
-    row = {}
+    row, val_pred = {}, None
     if data.source_val is not None:
-        logits = predict_logits(model, eval_loader(data.source_val, bs, workers), device, amp)
-        scores = f1_scores(data.source_val_labels, logits.argmax(1))
+        val_pred = predict_logits(model, eval_loader(data.source_val, bs, workers), device, amp).argmax(1)
+        scores = f1_scores(data.source_val_labels, val_pred)
         row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
     else:
         row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
     target_logits = predict_logits(model, eval_loader(data.target_eval, bs, workers), device, amp)
     row.update(target_scores(target_logits, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
-    return row, target_logits
+    return row, target_logits, val_pred
 
 
 def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
@@ -352,9 +359,8 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
         raise KitError(f"{run_dir} already holds a run: continue it with --resume, or replace it with --overwrite")
     if resume and not (run_dir / "last.pt").is_file():
         raise KitError(f"nothing to resume: no {run_dir / 'last.pt'}")
-    if overwrite and not resume:
-        for f in ("config.json", "metrics.csv", "last.pt", "best.pt"):
-            (run_dir / f).unlink(missing_ok=True)
+    if overwrite and not resume and run_dir.is_dir():
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -381,6 +387,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, pretrained=cfg.pretrained and not resume).to(device)
     if amp:
         model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model  # shares the weights of `model`
     optimizer = torch.optim.SGD(model.param_groups(cfg.lr, cfg.backbone_lr_mult), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=True)
     class_weights = None
@@ -401,6 +408,8 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
         console.print(f"resuming {run_dir} after epoch {ckpt['epoch']}")
+    write_json(run_dir / "class_mix.json", data.class_mix)
+    write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": [Path(p).name for p in data.target_paths]}))
     write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "data_root_resolved": str(Path(cfg.data_root).resolve()),
                                           "iters_per_epoch_resolved": iters,
                                           "grl_ramp_iters": ramp, "device_resolved": str(device)})
@@ -410,18 +419,19 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                         console=console)
-    with progress:
-        task = progress.add_task(f"seed {cfg.seed}", total=total, completed=start_epoch * iters, info="")
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.time()
-            epoch_seed = cfg.seed * 100_003 + epoch  # every epoch's randomness derives from (seed, epoch): exact resume
-            torch.manual_seed(epoch_seed)
-            n = iters * cfg.batch_size
-            src = epoch_loader(data.source_train, cfg.batch_size, n, epoch_seed, cfg.workers,
-                               data.source_train_labels if cfg.balanced else None, pin)
-            tgt = epoch_loader(data.target_train, cfg.batch_size, n, epoch_seed + 7, cfg.workers, None, pin)
-            sums = {"cls_loss": torch.zeros((), device=device), "transfer_loss": torch.zeros((), device=device)}
-            try:
+    saved_epoch = start_epoch - 1
+    try:
+        with progress:
+            task = progress.add_task(f"seed {cfg.seed}", total=total, completed=start_epoch * iters, info="")
+            for epoch in range(start_epoch, cfg.epochs):
+                t0 = time.time()
+                epoch_seed = cfg.seed * 100_003 + epoch  # every epoch's randomness derives from (seed, epoch): exact resume
+                torch.manual_seed(epoch_seed)
+                n = iters * cfg.batch_size
+                src = epoch_loader(data.source_train, cfg.batch_size, n, epoch_seed, cfg.workers,
+                                   data.source_train_labels if cfg.balanced else None, pin)
+                tgt = epoch_loader(data.target_train, cfg.batch_size, n, epoch_seed + 7, cfg.workers, None, pin)
+                sums = {"cls_loss": torch.zeros((), device=device), "transfer_loss": torch.zeros((), device=device)}
                 for i, ((x_s, y_s), (x_t, _)) in enumerate(zip(src, tgt)):
                     step = epoch * iters + i
                     lr = lr_at(step, cfg)
@@ -431,7 +441,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     x_s, x_t = x_s.to(device, non_blocking=True), x_t.to(device, non_blocking=True)
                     if amp:
                         x_s, x_t = x_s.to(memory_format=torch.channels_last), x_t.to(memory_format=torch.channels_last)
-                    losses = train_step(model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff,
+                    losses = train_step(step_model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff,
                                         cfg.margin, cfg.trade_off, class_weights, amp)
                     for k in sums:
                         sums[k] += losses[k]
@@ -443,37 +453,73 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                                 f"transfer_loss {tr_l}; the last good checkpoint is kept. Try a lower --lr or --trade-off"
                             )
                         progress.update(task, completed=step + 1, info=f"cls {cls_l:.3f} transfer {tr_l:.3f} coeff {coeff:.3f}")
-            except KeyboardInterrupt:
-                progress.stop()
-                done = f"{run_dir / 'last.pt'} holds epoch {epoch - 1}" if epoch > 0 else "no epoch finished yet"
-                console.print(f"[yellow]interrupted in epoch {epoch}[/]: {done}; continue with --resume")
-                raise
-            row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
-                   "cls_loss": float(sums["cls_loss"]) / iters, "transfer_loss": float(sums["transfer_loss"]) / iters}
-            scores, target_logits = evaluate(model, data, cfg, device, amp)
-            row.update(scores)
-            row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
-            history.append(row)
-            save_npy(run_dir / "target_logits" / f"epoch{epoch:03d}.npy", target_logits)
-            is_best = best is None or selection_key(row) > selection_key(best)
-            if is_best:
-                best = row
-                save_torch(run_dir / "best.pt", checkpoint_dict(model, cfg, epoch, row["step"], row, data.normalization))
-            save_torch(run_dir / "last.pt", checkpoint_dict(model, cfg, epoch, row["step"], row, data.normalization,
-                                                           optimizer, history, best))
-            write_csv(run_dir / "metrics.csv", pd.DataFrame(history))
-            progress.console.print(
-                f"epoch {epoch}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f} "
-                f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
-                f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}"
-                + ("" if row["target_guard_ok"] else " [dim]guarded out[/]") + (" [green]best[/]" if is_best else "")
-                + f" [dim]{time.time() - t0:.0f}s[/]",
-                highlight=False,
-            )
+                row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
+                       "cls_loss": float(sums["cls_loss"]) / iters, "transfer_loss": float(sums["transfer_loss"]) / iters}
+                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp)
+                row.update(scores)
+                row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
+                history.append(row)
+                save_npy(run_dir / "target_logits" / f"epoch{epoch:03d}.npy", target_logits)
+                is_best = best is None or selection_key(row) > selection_key(best)
+                if is_best:
+                    best = row
+                    save_torch(run_dir / "best.pt", checkpoint_dict(model, cfg, epoch, row["step"], row, data.normalization))
+                    write_json(run_dir / "best.json", row)
+                    if val_pred is not None:
+                        write_csv(run_dir / "source_val_predictions.csv",
+                                  pd.DataFrame({"label_id": data.source_val_labels, "pred_id": val_pred}))
+                if cfg.average_last > 0:
+                    keep_recent_weights(run_dir, model, epoch, cfg.average_last)
+                save_torch(run_dir / "last.pt", checkpoint_dict(model, cfg, epoch, row["step"], row, data.normalization,
+                                                               optimizer, history, best))
+                saved_epoch = epoch
+                write_csv(run_dir / "metrics.csv", pd.DataFrame(history))
+                progress.console.print(
+                    f"epoch {epoch}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f} "
+                    f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
+                    f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}"
+                    + ("" if row["target_guard_ok"] else " [dim]guarded out[/]") + (" [green]best[/]" if is_best else "")
+                    + f" [dim]{time.time() - t0:.0f}s[/]",
+                    highlight=False,
+                )
+    except KeyboardInterrupt:
+        progress.stop()
+        done = f"{run_dir / 'last.pt'} holds epoch {saved_epoch}" if saved_epoch >= 0 else "no epoch finished yet"
+        console.print(f"[yellow]interrupted[/]: {done}; continue with --resume")
+        raise
+    if cfg.average_last > 0:
+        average_recent_weights(run_dir, model, cfg, history[-1], data.normalization)
+    from .report import draw_run
+
+    draw_run(run_dir)
     if not best["target_guard_ok"]:
         warn(f"no epoch passed the guard on {cfg.target} ({cfg.min_pred_classes}+ predicted classes, mean entropy "
              f"<= {cfg.max_entropy_frac} ln K): best.pt is the best SND among guarded-out epochs; check the run")
     return best
+
+
+def keep_recent_weights(run_dir: Path, model, epoch: int, n: int) -> None:
+    """Keep the weights of the last n epochs in RUN/recent/ (older ones are deleted)."""
+    folder = run_dir / "recent"
+    save_torch(folder / f"epoch{epoch:03d}.pt", model.state_dict())
+    for old in sorted(folder.glob("epoch*.pt"))[:-n]:
+        old.unlink()
+
+
+def average_recent_weights(run_dir: Path, model, cfg: TrainConfig, last: dict, normalization: dict) -> None:
+    """avg.pt: the element-wise mean of the last epochs' weights (BatchNorm statistics averaged too)."""
+    files = sorted((run_dir / "recent").glob("epoch*.pt"))
+    if not files:
+        return
+    states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    avg = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+           for k, v in states[-1].items()}
+    model = model_from_checkpoint({"arch": {"backbone": "resnet18", "num_classes": NUM_CLASSES,
+                                            "bottleneck_dim": cfg.bottleneck_dim, "head_width": cfg.head_width},
+                                   "model": avg})
+    epochs = [int(f.stem[5:]) for f in files]
+    ckpt = checkpoint_dict(model, cfg, epochs[-1], last["step"], {"averaged_epochs": epochs}, normalization)
+    save_torch(run_dir / "avg.pt", ckpt)
 
 
 def data_progress(console=None):
@@ -497,10 +543,10 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 DEMO_DEFAULTS = {
     "data_root": "demo/data",
     "image_size": 64,
-    "epochs": 8,
-    "iters_per_epoch": 40,
+    "epochs": 10,
+    "iters_per_epoch": 50,
     "pretrained": False,
-    "grl_max_iters": 0,  # a 320-step run: tie the ramp to its length (the fixed 1000 would end at 0.016)
+    "grl_max_iters": 0,  # a 500-step run: tie the ramp to its length (the fixed 1000 would end at 0.024)
     "workers": 0,
 }
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny demo data set (about 100 images) and tiny training settings."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from submission.demo import generate
 from submission.training import TrainConfig
 
 torch.set_num_threads(2)
+os.environ["COLUMNS"] = "200"  # rich wraps console lines at the terminal width
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The kit's main job on the embedded synthetic demo, start to finish:
+# set up, generate the demo data, train 2 seeds, predict WBC2 with TTA, ensemble, check submission.csv.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+PY="$VENV/bin/python"
+start=$(date +%s)
+[ -f demo/data/splits/WBC2.csv ] || "$PY" -m submission.demo --out demo
+for seed in 0 1; do
+  "$PY" train.py --demo --seed "$seed" --overwrite
+done
+"$PY" infer.py --tta --labels demo/labels
+"$PY" ensemble.py --labels demo/labels
+"$PY" ensemble.py --check submission.csv
+echo "demo finished in $(( $(date +%s) - start ))s after installation: submission.csv"

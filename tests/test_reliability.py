@@ -1,0 +1,140 @@
+"""Bad inputs, interrupted runs, safe writes, numerical faults."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import infer
+from submission.errors import KitError
+from submission.splits import scan_dataset
+from submission.training import fit, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def demo_copy(demo, tmp_path):
+    """A private copy of the tiny demo, under a path with spaces and non-ASCII characters."""
+    dst = tmp_path / "Daten mit Leerzeichen é"
+    shutil.copytree(demo, dst)
+    return dst
+
+
+def _acevedo(root: Path):
+    return sorted((root / "data/Acevedo_20").rglob("*.jpg"))
+
+
+def test_a_few_unreadable_source_images_are_skipped_with_one_warning(demo_copy, tmp_path, tiny, capsys):
+    bad = _acevedo(demo_copy)[0]
+    bad.write_bytes(b"")
+    cfg = tiny(tmp_path / "runs", data_root=str(demo_copy / "data"), epochs=1, max_unreadable=0.05)
+    fit(cfg)
+    err = capsys.readouterr().err
+    assert "skipping 1 unreadable images" in err and bad.name in err
+    assert (tmp_path / "runs/seed0/unreadable_Acevedo_20.json").is_file()
+
+
+def test_too_many_unreadable_source_images_stop_before_training(demo_copy, tmp_path, tiny):
+    for f in _acevedo(demo_copy)[:5]:
+        f.write_bytes(f.read_bytes()[:100])  # truncated JPEGs
+    cfg = tiny(tmp_path / "runs", data_root=str(demo_copy / "data"), epochs=1, max_unreadable=0.01)
+    with pytest.raises(KitError, match=r"Acevedo_20: 5 of \d+ images cannot be read .*over the 1% limit"):
+        fit(cfg)
+    assert (tmp_path / "runs/seed0/unreadable_Acevedo_20.json").is_file()
+    assert not (tmp_path / "runs/seed0/last.pt").exists()
+
+
+def test_unreadable_target_images_block_the_submission(demo_copy, tmp_path, tiny):
+    fit(tiny(tmp_path / "runs", data_root=str(demo_copy / "data"), epochs=1))
+    wbc2 = sorted((demo_copy / "data/WBC2/DATA-TEST").iterdir())
+    wbc2[0].write_bytes(b"garbage")
+    wbc2[1].write_bytes(b"")
+    result = CliRunner().invoke(infer.app, [str(tmp_path / "runs/seed0"), "--out", str(tmp_path / "s.csv"),
+                                            "--no-cache"])
+    assert result.exit_code == 2
+    assert "2 target images cannot be read" in result.output
+    assert wbc2[0].name in result.output and wbc2[1].name in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_same_file_name_in_two_class_folders_is_two_images(tmp_path):
+    import cv2
+    import numpy as np
+
+    for c in ("monocyte", "basophil"):
+        (tmp_path / "Matek_19" / c).mkdir(parents=True)
+        cv2.imencode(".tiff", np.zeros((20, 20, 3), np.uint8))[1].tofile(tmp_path / "Matek_19" / c / "X_0001.tiff")
+    frame = scan_dataset(tmp_path, "Matek_19")
+    assert len(frame) == 2 and set(frame["label"]) == {"monocyte", "basophil"}
+
+
+def test_nan_loss_stops_with_the_step_and_losses(tmp_path, tiny):
+    cfg = tiny(tmp_path, lr=1e12, epochs=1, iters_per_epoch=6, log_every=1)
+    with pytest.raises(KitError, match=r"loss is not finite at step \d+ \(epoch 0\): cls_loss .* transfer_loss"):
+        fit(cfg)
+
+
+def _train_cmd(demo: Path, out: Path, epochs: int, *extra):
+    return [sys.executable, str(ROOT / "train.py"), "--data-root", str(demo / "data"), "--out", str(out),
+            "--epochs", str(epochs), "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8",
+            "--no-pretrained", "--workers", "0", "--device", "cpu", "--cache-dir", str(out / "cache"),
+            "--grl-max-iters", "10", "--min-pred-classes", "1", *extra]
+
+
+def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    full = subprocess.run(_train_cmd(demo, tmp_path / "full", 4), env=env, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(_train_cmd(demo, tmp_path / "part", 4), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    last = tmp_path / "part/seed0/last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "continue with --resume" in out and "Traceback" not in out
+    assert load_checkpoint(last)["epoch"] >= 0
+    again = subprocess.run(_train_cmd(demo, tmp_path / "part", 4), env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run(_train_cmd(demo, tmp_path / "part", 4, "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = pd.read_csv(tmp_path / "full/seed0/metrics.csv")
+    b = pd.read_csv(tmp_path / "part/seed0/metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert load_checkpoint(tmp_path / "full/seed0/best.pt")["epoch"] == load_checkpoint(tmp_path / "part/seed0/best.pt")["epoch"]
+
+
+WRITER = """
+import sys, torch
+from submission.io import save_torch
+path = sys.argv[1]
+i = 0
+while True:
+    i += 1
+    save_torch(path, {"i": i, "w": torch.full((4_000_000,), float(i))})
+"""
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
+def test_kill_9_while_saving_leaves_the_previous_good_file(tmp_path, delay):
+    path = tmp_path / "ckpt.pt"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT)
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["w"].shape == (4_000_000,) and float(ckpt["w"][-1]) == ckpt["i"]
