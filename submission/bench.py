@@ -178,6 +178,31 @@ def bench_tta(device, image_size: int, batch: int, batches: int) -> float:
     return batches * batch / (time.perf_counter() - t0)
 
 
+def fog_picture(path: Path, size: int = 224) -> None:
+    """Side by side on four cells: albumentations' RandomFog (left) and the kit's FastFog (right),
+    same particle layout (same seed), at fog intensity 0 (top row), 0.3, 0.65 and 1.0."""
+    work = work_size_for(size)
+    cells = ["neutrophil_segmented", "eosinophil", "monocyte", "lymphocyte_typical"]
+    imgs = [prepare(render_cell(c, DOMAINS["Acevedo_20"], np.random.default_rng(i)), 250, work)[:size, :size]
+            for i, c in enumerate(cells)]
+    rows = [np.hstack([np.hstack([im, im]) for im in imgs])]
+    for intensity in (0.3, 0.65, 1.0):
+        row = []
+        for im in imgs:
+            ref = _compose([A.RandomFog(fog_coef_range=(intensity, intensity), alpha_coef=0.08, p=1.0)])
+            fast = _compose([FastFog(fog_coef_range=(intensity, intensity), alpha_coef=0.08, p=1.0)])
+            ref.set_random_seed(1)
+            fast.set_random_seed(1)
+            row.append(np.hstack([ref(image=im)["image"], fast(image=im)["image"]]))
+        rows.append(np.hstack(row))
+    grid = np.vstack(rows)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", grid[..., ::-1])
+        buf.tofile(tmp)
+
+
 def run(device="auto", image_size=224, batch=32, steps=3, images=24, min_seconds=2.0, compile_model=False,
         epochs=50, source_images=32612, console=None) -> dict:
     from .training import resolve_device
@@ -254,9 +279,13 @@ if __name__ == "__main__":
         images: int = typer.Option(24, help="Synthetic images per file kind."),
         min_seconds: float = typer.Option(2.0, help="Least time per data measurement."),
         compile_model: bool = typer.Option(False, "--compile", help="Also torch.compile the kit's training step."),
+        fog_png: Path = typer.Option(None, help="Also save RandomFog and FastFog side by side on a few cells to this PNG."),
     ):
         """Measure the data pipeline, training steps, TTA inference and peak memory; print tables, write JSON."""
         console = Console()
+        if fog_png is not None:
+            fog_picture(fog_png)
+            console.print(f"wrote {fog_png}")
         t0 = time.time()
         result = run(device, image_size, batch, steps, images, min_seconds, compile_model, console=console)
         result["seconds"] = time.time() - t0

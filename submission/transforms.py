@@ -108,7 +108,8 @@ def fast_fog(img: np.ndarray, intensity: float, alpha_coef: float, centres, radi
     RandomFog blends a white disc into the image once per particle with alpha =
     alpha_coef * intensity, so a pixel covered by n discs ends at 255 - (255 - v)(1 - alpha)^n,
     whatever the order. Here n(x, y) is counted at a quarter of the resolution (a
-    histogram of the centres convolved with a disc of the mean radius, then upsampled),
+    histogram of the centres convolved with a soft disc holding the particles' mean area, then
+    upsampled),
     and the closing Gaussian blur is the same. Disc edges come out soft instead of hard.
     """
     h, w = img.shape[:2]
@@ -119,10 +120,7 @@ def fast_fog(img: np.ndarray, intensity: float, alpha_coef: float, centres, radi
         gx = np.clip(centres[:, 0] // s, 0, gw - 1)
         gy = np.clip(centres[:, 1] // s, 0, gh - 1)
         counts = np.bincount(gy * gw + gx, minlength=gh * gw).astype(np.float32)
-        r = max(0.5, float(np.mean(radii)) / s)
-        k = int(np.ceil(r))
-        yy, xx = np.mgrid[-k : k + 1, -k : k + 1]
-        disc = ((xx**2 + yy**2) <= r * r).astype(np.float32)
+        disc = _fog_kernel(radii, s)
         counts = cv2.filter2D(counts.reshape(gh, gw), -1, disc, borderType=cv2.BORDER_CONSTANT)
     n = cv2.resize(counts.reshape(gh, gw), (w, h), interpolation=cv2.INTER_LINEAR)
     keep = np.power(np.float32(1.0 - alpha_coef * intensity), n)[..., None]  # (H, W, 1)
@@ -130,6 +128,26 @@ def fast_fog(img: np.ndarray, intensity: float, alpha_coef: float, centres, radi
     ksize = max(3, min(h, w) // 30) | 1
     out = cv2.GaussianBlur(out, (ksize, ksize), 0)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _disc_area(r: int) -> int:
+    """Pixels that cv2.circle fills for radius r."""
+    m = np.zeros((2 * r + 3, 2 * r + 3), np.uint8)
+    cv2.circle(m, (r + 1, r + 1), int(r), 1, -1)
+    return int(m.sum())
+
+
+def _fog_kernel(radii, s: int) -> np.ndarray:
+    """A soft disc on the coarse grid whose weights add up to the mean area of the particles
+    (in coarse cells), so the fog keeps the total strength of the drawn discs."""
+    values, counts = np.unique(np.asarray(radii, np.int64), return_counts=True)
+    area = float(np.average([_disc_area(int(v)) for v in values], weights=counts))  # px per particle
+    radius = np.sqrt(area / np.pi) / s  # in coarse cells
+    k = int(np.ceil(radius)) + 1
+    sub = (np.arange(8 * (2 * k + 1)) + 0.5) / 8 - (k + 0.5)  # 8x8 samples per cell
+    inside = (sub[:, None] ** 2 + sub[None, :] ** 2) <= radius**2
+    kernel = inside.reshape(2 * k + 1, 8, 2 * k + 1, 8).mean((1, 3)).astype(np.float32)
+    return kernel * np.float32(area / s**2 / kernel.sum())
 
 
 class FastFog(A.ImageOnlyTransform):

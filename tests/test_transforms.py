@@ -85,3 +85,38 @@ def test_a_wrong_albumentations_argument_is_an_error():
 
     with pytest.raises(ValueError, match="fog_coef_lower"):
         _compose([A.RandomFog(fog_coef_lower=0.3, p=0.5)])
+
+
+@pytest.mark.parametrize("intensity", [0.3, 0.65, 1.0])
+def test_fast_fog_matches_albumentations_fog_in_strength_and_layout(intensity):
+    """Averaged over random particle layouts, both fogs brighten the centre, the middle ring and
+    the corners of a grey image by the same amounts (within 10%)."""
+    from submission.transforms import FastFog
+
+    img = np.full((224, 224, 3), 100, np.uint8)
+    regions = {"centre": np.s_[92:132, 92:132], "ring": np.s_[40:70, 40:184], "corner": np.s_[:30, :30]}
+    gain = {}
+    for name, t in (("ref", A.RandomFog), ("fast", FastFog)):
+        out = np.mean([_compose_fog(t(fog_coef_range=(intensity, intensity), alpha_coef=0.08, p=1.0), seed)(image=img)["image"]
+                       for seed in range(6)], axis=0)
+        gain[name] = {r: out[sl].mean() - 100 for r, sl in regions.items()}
+    for r in regions:
+        assert gain["fast"][r] == pytest.approx(gain["ref"][r], rel=0.10, abs=1.0), r
+    assert gain["ref"]["centre"] > gain["ref"]["corner"]
+
+
+def _compose_fog(t, seed=1):
+    from submission.transforms import _compose
+
+    c = _compose([t])
+    c.set_random_seed(seed)
+    return c
+
+
+def test_fog_picture(tmp_path):
+    from PIL import Image
+
+    from submission.bench import fog_picture
+
+    fog_picture(tmp_path / "fog.png", size=64)
+    assert Image.open(tmp_path / "fog.png").size == (64 * 8, 64 * 4)
