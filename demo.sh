@@ -13,6 +13,6 @@ for seed in 0 1; do
   "$PY" train.py --demo --seed "$seed" --overwrite
 done
 "$PY" infer.py --tta --labels demo/labels
-"$PY" ensemble.py --labels demo/labels
+"$PY" ensemble.py --labels demo/labels --plot runs/ensemble.png
 "$PY" ensemble.py --check submission.csv
 echo "demo finished in $(( $(date +%s) - start ))s after installation: submission.csv"

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from submission.errors import KitError, user_errors
 from submission.inference import Target, find_runs
-from submission.report import agreement_matrix, agreement_table, counts_table, score, scores_table
+from submission.report import agreement_matrix, agreement_table, counts_table, plot_ensemble, score, scores_table
 from submission.submit import (check_submission, ensemble_logits, read_labels, read_logits, read_submission,
                                submission_frame, write_submission)
 
@@ -35,6 +35,7 @@ def main(
     out: Path = typer.Option(Path("submission.csv"), help="Submission CSV to write."),
     labels: Path = typer.Option(None, help="Known labels to print F1 (CSV or folder of SPLIT.csv); read only to report."),
     check: Path = typer.Option(None, help="Only check this submission file against the split on disk, write nothing."),
+    plot: Path = typer.Option(None, help="Also draw the per-class counts and the agreement matrix into this PNG."),
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
@@ -65,7 +66,11 @@ def main(
     preds = {n: f.set_index("Image").loc[sub["Image"]].to_numpy().argmax(1) for n, f in zip(names, frames)}
     preds["ensemble"] = sub["LabelID"].to_numpy()
     console.print(counts_table(preds, f"predicted classes on {name}"))
-    console.print(agreement_table(agreement_matrix(preds)))
+    agree = agreement_matrix(preds)
+    console.print(agreement_table(agree))
+    if plot is not None:
+        plot_ensemble(preds, agree, plot, f"predicted classes on {name}, per run and for the ensemble")
+        console.print(f"wrote {plot}")
     truth = read_labels(labels, name) if labels else None
     if truth is not None:
         rows = [{"run": n, "images": len(p), **score(pd.Series(p, index=sub["Image"].to_numpy()), truth)} for n, p in preds.items()]

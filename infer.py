@@ -6,7 +6,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from submission.errors import KitError, user_errors
+from submission.errors import user_errors
 from submission.inference import Target, find_runs, predict_run
 from submission.io import write_csv
 from submission.report import score, scores_table

@@ -9,8 +9,8 @@ on real-sized synthetic images (360x363 jpg, 400x400 RGBA tiff, 288x288 TIF):
               per sample, as the reference MDD code does it
   direct      the kit without its cache: decode + crop + resize + the chain with FastFog
   cached      the kit: the prepared image from the uint8 cache + the chain with FastFog
-Training steps per second at batch B+B: plain fp32 eager vs the kit's settings (bf16 autocast and
-channels_last on CUDA, optionally torch.compile; on CPU the kit runs fp32 eager too).
+Training steps per second at batch B+B: plain fp32 eager vs the kit's settings (channels_last, plus
+bf16 autocast on CUDA, optionally torch.compile; the CPU stays fp32).
 """
 
 import json
@@ -29,7 +29,7 @@ from .data import cached_images
 from .demo import DOMAINS, render_cell
 from .io import read_rgb, write_json
 from .mdd import MDDNet
-from .training import train_step
+from .training import fast_settings, to_device, train_step
 from .transforms import FastFog, _compose, prepare, train_transform, work_size_for
 from .tta import predict_tta
 
@@ -136,38 +136,44 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def bench_train(device, image_size: int, batch: int, steps: int, fast: bool, compile_model: bool = False) -> float:
-    """Training steps per second of MDD at batch `batch` source + `batch` target."""
-    torch.manual_seed(0)
-    amp = fast and device.type == "cuda"
-    model = MDDNet(11).to(device)
-    if amp:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if compile_model else model
-    opt = torch.optim.SGD(model.param_groups(0.004), lr=0.004, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x_s = torch.randn(batch, 3, image_size, image_size, device=device)
-    x_t = torch.randn(batch, 3, image_size, image_size, device=device)
-    if amp:
-        x_s, x_t = x_s.to(memory_format=torch.channels_last), x_t.to(memory_format=torch.channels_last)
-    y = torch.randint(0, 11, (batch,), device=device)
-    warm = 3 if compile_model else 1
-    for _ in range(warm):
-        train_step(step_model, x_s, y, x_t, opt, 0.1, 4.0, 1.0, amp=amp)
+def bench_train(device, image_size: int, batch: int, steps: int, compile_model: bool = False) -> dict:
+    """Training steps per second of MDD at batch `batch` source + `batch` target: plain fp32 eager
+    against the kit's settings, timed step by step in alternation (so drift hits both alike);
+    each side's rate is its median step."""
+    sides = {}
+    for name, fast in (("plain", False), ("kit", True)):
+        torch.manual_seed(0)
+        amp, channels_last = fast_settings(device, fast)
+        model = MDDNet(11).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step_model = torch.compile(model) if (fast and compile_model) else model
+        opt = torch.optim.SGD(model.param_groups(0.004), lr=0.004, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        x_s = to_device(torch.randn(batch, 3, image_size, image_size), device, channels_last)
+        x_t = to_device(torch.randn(batch, 3, image_size, image_size), device, channels_last)
+        y = torch.randint(0, 11, (batch,)).to(device)
+        sides[name] = (lambda m=step_model, o=opt, a=x_s, b=x_t, y=y, amp=amp: train_step(m, a, y, b, o, 0.1, 4.0, 1.0, amp=amp))
+    for fn in sides.values():  # warm up (compilation, allocator, oneDNN primitives)
+        for _ in range(3 if compile_model else 1):
+            fn()
     _sync(device)
-    t0 = time.perf_counter()
+    times = {name: [] for name in sides}
     for _ in range(steps):
-        train_step(step_model, x_s, y, x_t, opt, 0.1, 4.0, 1.0, amp=amp)
-    _sync(device)
-    return steps / (time.perf_counter() - t0)
+        for name, fn in sides.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1.0 / float(np.median(t)) for name, t in times.items()}
 
 
 def bench_tta(device, image_size: int, batch: int, batches: int) -> float:
-    """Test-time-augmented (8 views) images per second."""
-    amp = device.type == "cuda"
+    """Test-time-augmented (8 views) images per second, with the kit's settings."""
+    amp, channels_last = fast_settings(device, True)
     model = MDDNet(11).to(device).eval()
-    if amp:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, image_size, image_size, device=device)
+    x = to_device(torch.randn(batch, 3, image_size, image_size), device, channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         predict_tta(model, x)
         _sync(device)
@@ -203,7 +209,7 @@ def fog_picture(path: Path, size: int = 224) -> None:
         buf.tofile(tmp)
 
 
-def run(device="auto", image_size=224, batch=32, steps=3, images=24, min_seconds=2.0, compile_model=False,
+def run(device="auto", image_size=224, batch=32, steps=5, images=24, min_seconds=2.0, compile_model=False,
         epochs=50, source_images=32612, console=None) -> dict:
     from .training import resolve_device
 
@@ -219,11 +225,11 @@ def run(device="auto", image_size=224, batch=32, steps=3, images=24, min_seconds
     log("transforms ...")
     result["transform_ms"] = bench_transforms(image_size, min_seconds / 4)
     log("training steps ...")
-    plain = bench_train(dev, image_size, batch, steps, fast=False)
-    kit = bench_train(dev, image_size, batch, steps, fast=True, compile_model=compile_model)
+    rates = bench_train(dev, image_size, batch, steps, compile_model)
+    plain, kit = rates["plain"], rates["kit"]
     steps_per_epoch = source_images // batch
     result["train_steps_per_s"] = {"plain_fp32_eager": plain, "kit": kit, "ratio": kit / plain,
-                                   "kit_settings": ("bf16 autocast + channels_last" if dev.type == "cuda" else "fp32 eager")
+                                   "kit_settings": ("bf16 autocast + channels_last" if dev.type == "cuda" else "fp32 channels_last")
                                    + (" + torch.compile" if compile_model else ""),
                                    "projected_minutes_per_seed": epochs * steps_per_epoch / kit / 60}
     log("TTA inference ...")
@@ -275,7 +281,7 @@ if __name__ == "__main__":
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         image_size: int = typer.Option(224, help="Training size."),
         batch: int = typer.Option(32, help="Per-domain batch (32 means 32 source + 32 target)."),
-        steps: int = typer.Option(3, help="Timed training steps per variant."),
+        steps: int = typer.Option(5, help="Timed training steps per variant (alternating)."),
         images: int = typer.Option(24, help="Synthetic images per file kind."),
         min_seconds: float = typer.Option(2.0, help="Least time per data measurement."),
         compile_model: bool = typer.Option(False, "--compile", help="Also torch.compile the kit's training step."),

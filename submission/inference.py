@@ -9,7 +9,7 @@ import torch
 from .data import CellDataset, eval_loader
 from .errors import KitError
 from .splits import IMAGE_SUFFIXES, load_split, resolve_splits_dir
-from .training import load_checkpoint, model_from_checkpoint, prepared_images, resolve_device
+from .training import fast_settings, model_from_checkpoint, prepared_images, resolve_device, to_device
 from .transforms import eval_transform
 from .tta import predict_tta
 
@@ -72,15 +72,13 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
                        + "; ".join(msg for _, msg in errors))
     dataset = CellDataset(images, np.full(len(target.rel_paths), -1), eval_transform(ckpt["image_size"], norm["mean"], norm["std"]))
     model = model_from_checkpoint(ckpt).to(dev).eval()
-    amp = dev.type == "cuda"
-    if amp:
+    amp, channels_last = fast_settings(dev, True)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     task = progress.add_task(f"predicting ({'8 views' if tta else '1 view'})", total=len(dataset)) if progress else None
     out = []
-    for x, _ in eval_loader(dataset, batch_size, workers, pin_memory=amp):
-        x = x.to(dev, non_blocking=True)
-        if amp:
-            x = x.to(memory_format=torch.channels_last)
+    for x, _ in eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda"):
+        x = to_device(x, dev, channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             out.append(predict_tta(model, x, tta).cpu())
         if task is not None:

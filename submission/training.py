@@ -1,7 +1,6 @@
 """Training: the config, one MDD step, per-epoch evaluation, checkpoint choice and checkpoints."""
 
 import dataclasses
-import json
 import math
 import random
 import shutil
@@ -63,7 +62,7 @@ class TrainConfig:
     cache_dir: str = "cache"
     max_unreadable: float = 0.01  # share of a dataset's images that may be unreadable (skipped)
     log_every: int = 10  # steps between host syncs for the progress bar and the finiteness check
-    amp: bool = True  # bf16 autocast and channels_last on CUDA (CPU stays fp32)
+    fast: bool = True  # channels_last, and on CUDA bf16 autocast (CPU stays fp32)
     compile: bool = False  # torch.compile the training step's model (CUDA; first steps are slow)
     average_last: int = 3  # also write avg.pt, the mean weights of the last N epochs (a label-free alternative)
 
@@ -123,15 +122,24 @@ def train_step(model, x_s, labels_s, x_t, optimizer, coeff, margin, trade_off, c
     return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach()}
 
 
+def fast_settings(device: torch.device, fast: bool) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last): channels_last speeds up convolutions on CPU and GPU alike;
+    bf16 autocast only on CUDA (the CPU keeps fp32)."""
+    return fast and device.type == "cuda", fast
+
+
+def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
 @torch.no_grad()
-def predict_logits(model, loader, device, amp=False) -> np.ndarray:
+def predict_logits(model, loader, device, amp=False, channels_last=False) -> np.ndarray:
     """Main-head logits (N, K) over a loader, in loader order."""
     model.eval()
     out = []
     for x, _ in loader:
-        x = x.to(device, non_blocking=True)
-        if amp:
-            x = x.to(memory_format=torch.channels_last)
+        x = to_device(x, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out.append(model.predict(x).float().cpu())
     return torch.cat(out).numpy()
@@ -334,7 +342,7 @@ class RunData:
             warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
 
 
-def evaluate(model, data: RunData, cfg: TrainConfig, device, amp) -> tuple[dict, np.ndarray, np.ndarray | None]:
+def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last) -> tuple[dict, np.ndarray, np.ndarray | None]:
     """Per-epoch scores: source-validation F1 (fold held out) and the label-free target scores.
 
     Returns (scores, target logits (N, K), source-validation predictions or None).
@@ -342,12 +350,12 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp) -> tuple[dict,
     bs, workers = 2 * cfg.batch_size, min(cfg.workers, 2)
     row, val_pred = {}, None
     if data.source_val is not None:
-        val_pred = predict_logits(model, eval_loader(data.source_val, bs, workers), device, amp).argmax(1)
+        val_pred = predict_logits(model, eval_loader(data.source_val, bs, workers), device, amp, channels_last).argmax(1)
         scores = f1_scores(data.source_val_labels, val_pred)
         row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
     else:
         row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
-    target_logits = predict_logits(model, eval_loader(data.target_eval, bs, workers), device, amp)
+    target_logits = predict_logits(model, eval_loader(data.target_eval, bs, workers), device, amp, channels_last)
     row.update(target_scores(target_logits, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
     return row, target_logits, val_pred
 
@@ -375,7 +383,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
 
     console = console or Console()
     device = resolve_device(cfg.device)
-    amp = cfg.amp and device.type == "cuda"
+    amp, channels_last = fast_settings(device, cfg.fast)
     run_dir = prepare_run_dir(cfg, resume, overwrite)
     seed_everything(cfg.seed)
 
@@ -385,7 +393,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     ramp = cfg.ramp_iters(iters)
 
     model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, pretrained=cfg.pretrained and not resume).to(device)
-    if amp:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model  # shares the weights of `model`
     optimizer = torch.optim.SGD(model.param_groups(cfg.lr, cfg.backbone_lr_mult), lr=cfg.lr, momentum=cfg.momentum,
@@ -438,9 +446,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     for g in optimizer.param_groups:
                         g["lr"] = lr * g["lr_mult"]
                     coeff = grl_coeff(step, ramp, 0.0, cfg.grl_hi)
-                    x_s, x_t = x_s.to(device, non_blocking=True), x_t.to(device, non_blocking=True)
-                    if amp:
-                        x_s, x_t = x_s.to(memory_format=torch.channels_last), x_t.to(memory_format=torch.channels_last)
+                    x_s, x_t = to_device(x_s, device, channels_last), to_device(x_t, device, channels_last)
                     losses = train_step(step_model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff,
                                         cfg.margin, cfg.trade_off, class_weights, amp)
                     for k in sums:
@@ -455,7 +461,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                         progress.update(task, completed=step + 1, info=f"cls {cls_l:.3f} transfer {tr_l:.3f} coeff {coeff:.3f}")
                 row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
                        "cls_loss": float(sums["cls_loss"]) / iters, "transfer_loss": float(sums["transfer_loss"]) / iters}
-                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp)
+                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp, channels_last)
                 row.update(scores)
                 row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
                 history.append(row)

@@ -36,8 +36,9 @@ def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
         logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2.csv")
         assert list(logits.columns[:2]) == ["Image", "basophil"] and len(logits) == 30
     sub = tmp_path / "submission.csv"
-    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--out", str(sub), "--labels", str(demo / "labels")]))
-    assert "ensemble" in out and "agreement" in out
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--out", str(sub), "--labels", str(demo / "labels"),
+                                           "--plot", str(tmp_path / "ensemble.png")]))
+    assert "ensemble" in out and "agreement" in out and (tmp_path / "ensemble.png").stat().st_size > 10_000
     frame = pd.read_csv(sub)
     assert list(frame.columns) == ["Image", "Label", "LabelID"] and len(frame) == 30
     assert "is a valid submission" in _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--check", str(sub)]))

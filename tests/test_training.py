@@ -33,10 +33,10 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
 
 
 def test_same_seed_same_metrics(tiny, tmp_path):
-    a = fit(tiny(tmp_path / "a", seed=3))
-    b = fit(tiny(tmp_path / "b", seed=3))
+    fit(tiny(tmp_path / "a", seed=3))
+    fit(tiny(tmp_path / "b", seed=3))
     assert (tmp_path / "a/seed3/metrics.csv").read_text() == (tmp_path / "b/seed3/metrics.csv").read_text()
-    c = fit(tiny(tmp_path / "c", seed=4))
+    fit(tiny(tmp_path / "c", seed=4))
     assert (tmp_path / "c/seed4/metrics.csv").read_text() != (tmp_path / "a/seed3/metrics.csv").read_text()
 
 
@@ -125,3 +125,28 @@ def test_demo_switch_fills_only_what_is_not_given():
     assert cfg.epochs == 3 and cfg.seed == 2 and cfg.image_size == 64 and cfg.pretrained is False
     full = make_config(False)
     assert full.image_size == 224 and full.pretrained and full.epochs == 50 and full.grl_max_iters == 1000
+
+
+def test_channels_last_agrees_with_plain_fp32():
+    """The kit's CPU speed switch changes the memory layout only: same losses and weights within float noise."""
+    from submission.mdd import MDDNet
+    from submission.training import to_device, train_step
+
+    x_s, x_t, y = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32), torch.randint(0, 11, (8,))
+    runs = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = MDDNet(11, 64, 64)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.param_groups(0.01), lr=0.01, momentum=0.9, nesterov=True)
+        losses = []
+        for k in range(4):
+            torch.manual_seed(100 + k)  # the same dropout masks on both sides
+            out = train_step(model, to_device(x_s, "cpu", channels_last), y, to_device(x_t, "cpu", channels_last),
+                             opt, 0.1, 4.0, 1.0)
+            losses.append([float(out["cls_loss"]), float(out["transfer_loss"])])
+        runs[channels_last] = (np.array(losses), [p.detach().clone() for p in model.parameters()])
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-4)
+    for a, b in zip(runs[True][1], runs[False][1]):
+        assert torch.allclose(a, b, atol=1e-4)
