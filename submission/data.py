@@ -9,7 +9,6 @@ builds a new one and nothing stale is ever read.
 
 import hashlib
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -184,6 +183,3 @@ def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_lab
 def eval_loader(dataset, batch_size, workers=0, pin_memory=False):
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
 
-
-def default_workers() -> int:
-    return min(8, max(0, (os.cpu_count() or 1) - 1))

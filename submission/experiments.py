@@ -142,6 +142,19 @@ def selection_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def rich_table(markdown_text: str, title: str):
+    """A rich Table from one of the markdown tables above (the console's view of the same numbers)."""
+    from rich.table import Table
+
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown_text.splitlines()]
+    table = Table(title=title)
+    for c in rows[0]:
+        table.add_column(c)
+    for r in rows[2:]:
+        table.add_row(*r)
+    return table
+
+
 def markdown(summary: pd.DataFrame) -> str:
     lines = ["| method | variant | runs | WBC2 macro F1 | WBC2 micro F1 |", "|---|---|---|---|---|"]
     for r in summary.itertuples():
@@ -185,7 +198,7 @@ if __name__ == "__main__":
         write_csv(out / "summary.csv", summary)
         (out / "summary.md").write_text(markdown(summary) + "\n")
         (out / "settings.json").write_text(json.dumps(dataclasses.asdict(base), indent=2) + "\n")
-        console.print(markdown(summary))
+        console.print(rich_table(markdown(summary), "WBC2 results (labels read only to score)"))
         wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
         if wbc1 is not None and wbc1.is_file():
             per_epoch, selection = selection_study([d for (m, _), d in runs.items() if m == "mdd"],
@@ -193,7 +206,7 @@ if __name__ == "__main__":
             write_csv(out / "selection_epochs.csv", per_epoch)
             write_csv(out / "selection.csv", selection)
             (out / "selection.md").write_text(selection_markdown(selection) + "\n")
-            console.print(selection_markdown(selection))
+            console.print(rich_table(selection_markdown(selection), "checkpoint choice, judged by WBC1 labels"))
         console.print(f"{len(runs)} runs, {time.time() - t:.0f}s; tables in {out}")
 
     typer.run(main)

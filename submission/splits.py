@@ -17,6 +17,7 @@ import pandas as pd
 from .classes import CLASS_TO_ID, CLASSES
 from .errors import KitError, warn
 from .io import write_csv
+from .submit import image_sort_key
 
 SOURCES = ("Acevedo_20", "Matek_19")
 TARGETS = ("WBC1", "WBC2")
@@ -62,15 +63,10 @@ def assign_folds(labels: np.ndarray, n_folds: int = N_FOLDS, seed: int = FOLD_SE
     return folds
 
 
-def _numeric_key(path: str):
-    stem = Path(path).stem
-    return (0, int(stem), path) if stem.isdigit() else (1, 0, path)
-
-
 def make_frame(paths: list[str], labels: list[str | None], dataset: str) -> pd.DataFrame:
     """A split frame from relative paths and class names (None for target images)."""
     if dataset in TARGETS:
-        order = sorted(range(len(paths)), key=lambda i: _numeric_key(paths[i]))
+        order = sorted(range(len(paths)), key=lambda i: image_sort_key(paths[i]))
         paths = [paths[i] for i in order]
         return pd.DataFrame(
             {"path": paths, "label": "", "label_id": -1, "dataset": dataset, "fold": -1}

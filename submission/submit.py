@@ -13,7 +13,8 @@ SUBMISSION_COLUMNS = ["Image", "Label", "LabelID"]
 
 
 def image_sort_key(name: str):
-    """Numeric order of file names (2.TIF before 10.TIF); non-numeric names after, by name."""
+    """Numeric order of file names (2.TIF before 10.TIF); non-numeric names after, by name.
+    Works on paths too: WBC1/DATA-VAL/2.TIF sorts by its file name's number."""
     stem = Path(name).stem
     return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
 

@@ -56,3 +56,10 @@ def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
     assert set(table["criterion"]) == {"SND with the guard", "lowest target entropy", "source-val F1", "last epoch",
                                        "average of the last epochs' weights"}
     assert "Spearman" in selection_markdown(table)
+
+
+def test_rich_table_from_markdown():
+    from submission.experiments import rich_table
+
+    t = rich_table("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |", "t")
+    assert t.row_count == 2 and [c.header for c in t.columns] == ["a", "b"]
