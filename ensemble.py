@@ -27,10 +27,10 @@ def _data_root(run_dir: Path) -> Path:
 @app.command()
 @user_errors
 def main(
-    run: list[Path] = typer.Argument(None, help="Run folders [default: every RUNS/seed* with a logits file]."),
+    run: list[Path] = typer.Argument(None, help="Run folders (default: every RUNS/seed* with a logits file)."),
     runs: Path = typer.Option(Path("runs"), help="Folder of runs."),
     split: str = typer.Option("WBC2", help="Split whose logits to combine (WBC2 or WBC1)."),
-    data_root: Path = typer.Option(None, help="Data root [default: the one the first run was trained on]."),
+    data_root: Path = typer.Option(None, help="Data root (default: the one the first run was trained on)."),
     images: Path = typer.Option(None, help="The folder that infer.py --images predicted, instead of a split."),
     out: Path = typer.Option(Path("submission.csv"), help="Submission CSV to write."),
     labels: Path = typer.Option(None, help="Known labels to print F1 (CSV or folder of SPLIT.csv); read only to report."),

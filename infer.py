@@ -19,14 +19,14 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @user_errors
 def main(
-    run: list[Path] = typer.Argument(None, help="Run folders or checkpoints [default: every RUNS/seed*/best.pt]."),
+    run: list[Path] = typer.Argument(None, help="Run folders or checkpoints (default: every RUNS/seed*/best.pt)."),
     runs: Path = typer.Option(Path("runs"), help="Folder of runs (seed0, seed1, ...)."),
     split: str = typer.Option("WBC2", help="Split to predict: WBC2 (test) or WBC1."),
-    data_root: Path = typer.Option(None, help="Data root [default: the one each run was trained on]."),
+    data_root: Path = typer.Option(None, help="Data root (default: the one each run was trained on)."),
     images: Path = typer.Option(None, help="Predict every image in this folder instead of a split."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Average the logits of the 8 dihedral views (4 rotations x flip)."),
     labels: Path = typer.Option(None, help="Known labels (CSV with Image and Label or LabelID, or a folder of SPLIT.csv) to print F1; read only to report."),
-    out: Path = typer.Option(None, help="Submission CSV written when there is one run [default: submission.csv for WBC2]."),
+    out: Path = typer.Option(None, help="Submission CSV written when there is one run (default: submission.csv for WBC2)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(32, help="Images per batch (each goes through the network as 8 views with --tta)."),
     workers: int = typer.Option(0, help="Data loader worker processes."),

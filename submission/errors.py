@@ -19,8 +19,9 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except KitError as e:
             from rich.console import Console
+            from rich.markup import escape
 
-            Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -29,6 +30,7 @@ def user_errors(fn):
 def warn(message: str) -> None:
     """One yellow warning line on stderr."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()

@@ -179,7 +179,7 @@ if __name__ == "__main__":
         out: Path = typer.Option(Path("experiments"), help="Where the runs and tables go."),
         seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
         demo: bool = typer.Option(False, "--demo", help="The demo's training settings (see train.py --demo)."),
-        data_root: Path = typer.Option(None, help="Data root [default: data, demo/data with --demo]."),
+        data_root: Path = typer.Option(None, help="Data root (default: data, demo/data with --demo)."),
         epochs: int = typer.Option(None), iters_per_epoch: int = typer.Option(None),
         image_size: int = typer.Option(None), grl_max_iters: int = typer.Option(None),
         grl_hi: float = typer.Option(None), lr: float = typer.Option(None), trade_off: float = typer.Option(None),

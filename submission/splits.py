@@ -209,7 +209,7 @@ if __name__ == "__main__":
     def main(
         data_root: Path = typer.Option(None, help="Build from the images under this root (challenge layout)."),
         from_lists: Path = typer.Option(None, help="Build from the challenge's file lists (ace.txt, mat.txt, wbc.txt, wbc2.txt) in this folder."),
-        out: Path = typer.Option(None, help="Where to write the CSVs [default: DATA_ROOT/splits, or data_splits/ with --from-lists]."),
+        out: Path = typer.Option(None, help="Where to write the CSVs (default: DATA_ROOT/splits, or data_splits/ with --from-lists)."),
     ):
         """Build the split files (one CSV per dataset, stratified 5-fold for the sources)."""
         if (data_root is None) == (from_lists is None):

@@ -72,3 +72,23 @@ def test_user_errors_are_one_line(tmp_path):
     result = runner.invoke(train.app, ["--data-root", str(tmp_path), "--out", str(tmp_path / "r"), "--no-pretrained",
                                        "--splits", str(tmp_path)])
     assert result.exit_code == 2 and "no split file" in result.output
+
+
+def test_help_shows_the_defaults():
+    out = _ok(runner.invoke(train.app, ["--help"]))
+    assert "(default: 50)" in out and "--no-pretrained" in out and "--trade-off" in out
+
+
+def test_error_messages_keep_brackets(tmp_path):
+    from submission.errors import KitError, user_errors
+
+    @user_errors
+    def fail():
+        raise KitError("columns ['a', 'b'] and [bold]x[/bold]")
+
+    import typer
+
+    app = typer.Typer()
+    app.command()(fail)
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2 and "['a', 'b'] and [bold]x[/bold]" in result.output
