@@ -50,6 +50,7 @@ def main(
     workers: int = typer.Option(None, help="Data loader worker processes (default: 4; 0 with --demo)."),
     cache: bool = typer.Option(None, "--cache/--no-cache", help="Read prepared images from a uint8 cache on disk (default: on)."),
     cache_dir: Path = typer.Option(None, help="Cache folder (default: cache)."),
+    average_last: int = typer.Option(None, help="Also write avg.pt, the mean weights of the last N epochs (default: 3; 0 = off)."),
     fast: bool = typer.Option(None, "--fast/--no-fast", help="channels_last, plus bf16 autocast on CUDA (CPU stays fp32) (default: on)."),
     compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model for training (CUDA) (default: off)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT/seed{N} from its last.pt."),
@@ -66,7 +67,7 @@ def main(
         margin=margin, grl_hi=grl_hi, grl_max_iters=grl_max_iters, snd_temperature=snd_temperature,
         min_pred_classes=min_pred_classes, max_entropy_frac=max_entropy_frac, pretrained=pretrained, balanced=balanced,
         class_weighted_loss=class_weighted_loss, val_fold=val_fold, crop_px=_crop(crop_px), device=device,
-        workers=workers, cache=cache, cache_dir=_str(cache_dir), fast=fast, compile=compile,
+        workers=workers, cache=cache, cache_dir=_str(cache_dir), average_last=average_last, fast=fast, compile=compile,
     )
     try:
         best = fit(cfg, resume=resume, overwrite=overwrite)
