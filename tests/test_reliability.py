@@ -92,9 +92,10 @@ def _train_cmd(demo: Path, out: Path, epochs: int, *extra):
 
 def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    full = subprocess.run(_train_cmd(demo, tmp_path / "full", 4), env=env, capture_output=True, text=True)
+    epochs = 8  # long enough that the interrupt lands inside the epoch loop
+    full = subprocess.run(_train_cmd(demo, tmp_path / "full", epochs), env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(_train_cmd(demo, tmp_path / "part", 4), env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_train_cmd(demo, tmp_path / "part", epochs), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     last = tmp_path / "part/seed0/last.pt"
     deadline = time.time() + 120
@@ -104,10 +105,10 @@ def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "continue with --resume" in out and "Traceback" not in out
-    assert load_checkpoint(last)["epoch"] >= 0
-    again = subprocess.run(_train_cmd(demo, tmp_path / "part", 4), env=env, capture_output=True, text=True)
+    assert 0 <= load_checkpoint(last)["epoch"] < epochs - 1
+    again = subprocess.run(_train_cmd(demo, tmp_path / "part", epochs), env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = subprocess.run(_train_cmd(demo, tmp_path / "part", 4, "--resume"), env=env, capture_output=True, text=True)
+    resumed = subprocess.run(_train_cmd(demo, tmp_path / "part", epochs, "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     a = pd.read_csv(tmp_path / "full/seed0/metrics.csv")
     b = pd.read_csv(tmp_path / "part/seed0/metrics.csv")
