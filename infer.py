@@ -40,13 +40,13 @@ def main(
     console = Console()
     paths = find_runs(runs, run)
     truth = read_labels(labels, images.name if images else split) if labels else None
-    rows, last_target = [], None
+    rows, last_target, targets = [], None, {}  # targets: one listing (and disk check) per data root
     for path in paths:
         ckpt = load_checkpoint(path)
-        if images is not None:
-            target = Target.from_folder(images)
-        else:
-            target = Target.from_split(split, data_root or Path(ckpt["data_root"]))
+        root = images if images is not None else (data_root or Path(ckpt["data_root"]))
+        if root not in targets:
+            targets[root] = Target.from_folder(images) if images is not None else Target.from_split(split, root)
+        target = targets[root]
         with data_progress(console) as progress:
             logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress)
         frame = logits_frame(target.images, logits, ckpt["classes"])

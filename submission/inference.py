@@ -9,9 +9,8 @@ import torch
 from .data import CellDataset, eval_loader
 from .errors import KitError
 from .splits import IMAGE_SUFFIXES, load_split, resolve_splits_dir
-from .training import fast_settings, model_from_checkpoint, prepared_images, resolve_device, to_device
+from .training import fast_settings, model_from_checkpoint, predict_logits, prepared_images, resolve_device
 from .transforms import eval_transform
-from .tta import predict_tta
 
 
 def find_runs(runs_dir: Path, named: list[Path] | None = None, checkpoint: str = "best.pt") -> list[Path]:
@@ -76,12 +75,7 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     task = progress.add_task(f"predicting ({'8 views' if tta else '1 view'})", total=len(dataset)) if progress else None
-    out = []
-    for x, _ in eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda"):
-        x = to_device(x, dev, channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(predict_tta(model, x, tta).cpu())
-        if task is not None:
-            progress.advance(task, len(x))
-    return torch.cat(out).numpy()
+    loader = eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda")
+    return predict_logits(model, loader, dev, amp, channels_last, tta,
+                          on_batch=(lambda n: progress.advance(task, n)) if task is not None else None)
 

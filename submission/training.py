@@ -20,6 +20,7 @@ from .io import save_torch, write_csv, write_json
 from .mdd import MDDNet, grl_coeff, mdd_loss
 from .metrics import entropy, f1_scores, prediction_counts, snd
 from .splits import SOURCES, load_split, resolve_splits_dir
+from .tta import predict_tta
 from .transforms import DEFAULT_CROP_PX, cached_stats, eval_transform, stats_key, train_transform, work_size_for
 
 CHECKPOINT_FORMAT = 1
@@ -134,14 +135,17 @@ def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model, loader, device, amp=False, channels_last=False) -> np.ndarray:
-    """Main-head logits (N, K) over a loader, in loader order."""
+def predict_logits(model, loader, device, amp=False, channels_last=False, tta=False, on_batch=None) -> np.ndarray:
+    """Main-head logits (N, K) over a loader, in loader order; with `tta`, averaged over the
+    8 dihedral views. `on_batch(n)` is called after each batch (progress)."""
     model.eval()
     out = []
     for x, _ in loader:
         x = to_device(x, device, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model.predict(x).float().cpu())
+            out.append(predict_tta(model, x, tta).cpu())
+        if on_batch is not None:
+            on_batch(len(x))
     return torch.cat(out).numpy()
 
 
