@@ -1,81 +1,121 @@
-"""Average the runs' logits and write the submission: python ensemble.py   (--help)"""
+"""Average the runs' logits and write the submission: python ensemble.py   (--help)
 
-import json
+Imports neither torch nor OpenCV: it reads CSV files and writes one.
+"""
+
 from pathlib import Path
+from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
 
-from submission.errors import KitError, user_errors
-from submission.inference import Target, find_runs
-from submission.report import agreement_matrix, agreement_table, counts_table, plot_ensemble, score, scores_table
-from submission.submit import (check_submission, ensemble_logits, read_labels, read_logits, read_submission,
-                               submission_frame, write_submission)
+from submission import cli
+from submission.errors import KitError, user_errors, warn
 
 app = typer.Typer(add_completion=False)
 
 
-def _data_root(run_dir: Path) -> Path:
-    config = run_dir / "config.json"
-    if not config.is_file():
-        raise KitError(f"no {config}: give --data-root")
-    saved = json.loads(config.read_text())
-    return Path(saved.get("data_root_resolved", saved["data_root"]))
+def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str, tta: bool, mix: bool) -> list[Path]:
+    """The logits files to average: named CSVs, or NAME_CHECKPOINT_TTA's file of each run folder; one kind unless `mix`."""
+    from submission.runs import logits_kind, logits_name, run_folders
+
+    wanted = logits_name(name, checkpoint, tta)
+    if run and all(Path(r).suffix == ".csv" for r in run):
+        files = [Path(r) for r in run]
+    elif run:
+        files = [Path(r) / wanted for r in run]
+    else:
+        folders = run_folders(runs)
+        files = [f / wanted for f in folders if (f / wanted).is_file()]
+        lacking = [f.name for f in folders if not (f / wanted).is_file()]
+        if files and lacking:
+            warn(f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no {wanted}: not in the ensemble")
+        if not files:
+            raise KitError(f"no {wanted} under {runs}: run `python infer.py` with the same --split, --checkpoint and "
+                           "--tta first")
+    for f in files:
+        if not f.is_file():
+            raise KitError(f"no logits file {f}: run `python infer.py` for that run first")
+    kinds = {f: {k: logits_kind(f).get(k) for k in ("split", "checkpoint", "tta")} for f in files}
+    distinct = {tuple(k.values()) for k in kinds.values()}
+    if len(distinct) > 1 and not mix:
+        listing = "; ".join(f"{f}: {k['split']} {k['checkpoint']} {'tta' if k['tta'] else 'no tta'}" for f, k in kinds.items())
+        raise KitError(f"the logits files are of different kinds ({listing}); pass --mix to average them anyway")
+    return files
 
 
 @app.command()
 @user_errors
 def main(
-    run: list[Path] = typer.Argument(None, help="Run folders (default: every RUNS/seed* with a logits file)."),
-    runs: Path = typer.Option(Path("runs"), help="Folder of runs."),
-    split: str = typer.Option("WBC2", help="Split whose logits to combine (WBC2 or WBC1)."),
-    data_root: Path = typer.Option(None, help="Data root (default: the one the first run was trained on)."),
-    images: Path = typer.Option(None, help="The folder that infer.py --images predicted, instead of a split."),
-    out: Path = typer.Option(Path("submission.csv"), help="Submission CSV to write."),
-    labels: Path = typer.Option(None, help="Known labels to print F1 (CSV or folder of SPLIT.csv); read only to report."),
-    check: Path = typer.Option(None, help="Only check this submission file against the split on disk, write nothing."),
-    plot: Path = typer.Option(None, help="Also draw the per-class counts and the agreement matrix into this PNG."),
+    run: Annotated[Optional[list[Path]], typer.Argument(
+        help="Run folders or logits CSV files (default: every RUNS/seed* with the chosen kind of logits).",
+        show_default=False)] = None,
+    runs: cli.Runs = Path("runs"),
+    split: cli.Split = "WBC2",
+    checkpoint: cli.Checkpoint = "best",
+    tta: cli.Tta = True,
+    mix: Annotated[bool, typer.Option("--mix", help="Allow logits of different kinds (checkpoint, TTA) in one ensemble.")] = False,
+    data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the first run was trained on).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="The folder that infer.py --images predicted, instead of a split.")] = None,
+    submission: Annotated[Path, typer.Option(help="Submission CSV to write.")] = Path("submission.csv"),
+    labels: cli.Labels = None,
+    check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
     The file is checked before it is written: every image of the split exactly once, in numeric
     order, Label and LabelID agreeing with the class table, one class list for all runs.
     """
+    from submission.report import agreement_matrix, agreement_table, counts_table, score, scores_table
+    from submission.runs import Target, run_folders
+    from submission.submit import (check_submission, ensemble_logits, read_labels, read_logits, read_submission,
+                                   submission_frame, write_submission)
+
     console = Console()
     name = images.name if images else split
+
+    def target_of(first_run: Path | None) -> Target:
+        if images is not None:
+            return Target.from_folder(images)
+        if data_root is not None:
+            return Target.from_split(split, data_root)
+        if first_run is None:
+            raise KitError(f"no run under {runs} to take the data root from: give --data-root")
+        return Target.of_run(split, first_run)
+
     if check is not None:
-        root = data_root or _data_root(find_runs(runs, run)[0].parent)
-        target = Target.from_folder(images) if images else Target.from_split(split, root)
+        folders = [Path(r) for r in run] if run else run_folders(runs)
+        target = target_of(folders[0] if folders else None)
         problems = check_submission(read_submission(check), target.images)
         if problems:
             raise KitError(f"{check} is not a valid submission for {name}: " + "; ".join(problems))
         console.print(f"[green]{check} is a valid submission for {name}[/] ({len(target.images)} images)")
         return
-    run_dirs = [p.parent for p in find_runs(runs, run)] if not run else [Path(r) for r in run]
-    run_dirs = [r for r in run_dirs if (r / f"logits_{name}.csv").is_file()] if not run else run_dirs
-    if not run_dirs:
-        raise KitError(f"no logits_{name}.csv under {runs}: run `python infer.py --tta` first")
-    frames = [read_logits(r / f"logits_{name}.csv") for r in run_dirs]
-    names = [r.name for r in run_dirs]
+    files = _logits_files(run, runs, name, checkpoint, tta, mix)
+    frames = [read_logits(f) for f in files]
+    names = [f.parent.name for f in files]
     mean = ensemble_logits(frames, names)
-    target = Target.from_folder(images) if images else Target.from_split(split, data_root or _data_root(run_dirs[0]))
+    target = target_of(files[0].parent)
     sub = submission_frame(mean)
-    write_submission(out, sub, target.images)
+    write_submission(submission, sub, target.images)
 
     preds = {n: f.set_index("Image").loc[sub["Image"]].to_numpy().argmax(1) for n, f in zip(names, frames)}
     preds["ensemble"] = sub["LabelID"].to_numpy()
-    console.print(counts_table(preds, f"predicted classes on {name}"))
+    console.print(counts_table(preds, f"predicted classes on {name} ({files[0].stem})"))
     agree = agreement_matrix(preds)
     console.print(agreement_table(agree))
     if plot is not None:
+        from submission.report import plot_ensemble
+
         plot_ensemble(preds, agree, plot, f"predicted classes on {name}, per run and for the ensemble")
         console.print(f"wrote {plot}")
     truth = read_labels(labels, name) if labels else None
     if truth is not None:
         rows = [{"run": n, "images": len(p), **score(pd.Series(p, index=sub["Image"].to_numpy()), truth)} for n, p in preds.items()]
         console.print(scores_table(rows, f"{name} scores (labels read only to report)"))
-    console.print(f"wrote {out}: {len(sub)} rows from {len(frames)} runs")
+    console.print(f"wrote {submission}: {len(sub)} rows from {len(frames)} runs")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,14 @@
 """Predict WBC2 (or WBC1, or any folder) with each trained run: python infer.py --tta   (--help)"""
 
 from pathlib import Path
+from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
 
-from submission.errors import user_errors
-from submission.inference import Target, find_runs, predict_run
-from submission.io import write_csv
-from submission.report import score, scores_table
-from submission.submit import logits_frame, read_labels, submission_frame, write_submission
-from submission.training import data_progress, load_checkpoint
+from submission import cli
+from submission.errors import KitError, user_errors
 
 app = typer.Typer(add_completion=False)
 
@@ -19,48 +16,82 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @user_errors
 def main(
-    run: list[Path] = typer.Argument(None, help="Run folders or checkpoints (default: every RUNS/seed*/best.pt)."),
-    runs: Path = typer.Option(Path("runs"), help="Folder of runs (seed0, seed1, ...)."),
-    split: str = typer.Option("WBC2", help="Split to predict: WBC2 (test) or WBC1."),
-    data_root: Path = typer.Option(None, help="Data root (default: the one each run was trained on)."),
-    images: Path = typer.Option(None, help="Predict every image in this folder instead of a split."),
-    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average the logits of the 8 dihedral views (4 rotations x flip)."),
-    labels: Path = typer.Option(None, help="Known labels (CSV with Image and Label or LabelID, or a folder of SPLIT.csv) to print F1; read only to report."),
-    out: Path = typer.Option(None, help="Submission CSV written when there is one run (default: submission.csv for WBC2)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(32, help="Images per batch (each goes through the network as 8 views with --tta)."),
-    workers: int = typer.Option(0, help="Data loader worker processes."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Read prepared images from the uint8 cache."),
-    cache_dir: Path = typer.Option(Path("cache"), help="Cache folder."),
+    run: Annotated[Optional[list[Path]], typer.Argument(help="Run folders or checkpoints (default: every RUNS/seed*).",
+                                                        show_default=False)] = None,
+    runs: cli.Runs = Path("runs"),
+    checkpoint: cli.Checkpoint = "best",
+    split: cli.Split = "WBC2",
+    data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one each run was trained on).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Predict every image in this folder instead of a split.")] = None,
+    px_per_um: cli.PxPerUm = None,
+    crop_px: cli.CropPx = None,
+    tta: cli.Tta = True,
+    labels: cli.Labels = None,
+    submission: Annotated[Optional[Path], typer.Option(
+        help="Submission CSV written when there is one run (default: submission.csv for WBC2).")] = None,
+    device: cli.Device = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per batch (each goes through the network as 8 views with --tta).")] = 32,
+    workers: cli.Workers = cli.DEFAULT_WORKERS,
+    cache: cli.Cache = True,
+    cache_dir: cli.CacheDir = Path("cache"),
 ):
-    """Write RUN/logits_SPLIT.csv for each run (Image, then one logit column per class).
+    """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
+    with a .json beside it saying what it holds.
 
     With a single run it also writes the submission; with several, run ensemble.py.
     """
+    from submission.checkpoint import load_checkpoint
+    from submission.config import crop_for
+    from submission.files import write_csv, write_json
+    from submission.inference import predict_run
+    from submission.progress import data_progress
+    from submission.report import score, scores_table
+    from submission.runs import Target, find_runs, logits_name
+    from submission.submit import logits_frame, read_labels, submission_frame, write_submission
+
     console = Console()
-    paths = find_runs(runs, run)
+    if images is None and (px_per_um or crop_px):
+        raise KitError("--px-per-um and --crop-px describe an --images folder; a split's scale comes from the run")
+    if px_per_um and crop_px:
+        raise KitError("give --px-per-um or --crop-px, not both")
+    folder_crop = crop_px or (crop_for(px_per_um) if px_per_um else None)
+    paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
-    rows, last_target, targets = [], None, {}  # targets: one listing (and disk check) per data root
+    rows, targets = [], {}  # targets: one listing (and disk check) per data root and split folder
     for path in paths:
         ckpt = load_checkpoint(path)
-        root = images if images is not None else (data_root or Path(ckpt["data_root"]))
-        if root not in targets:
-            targets[root] = Target.from_folder(images) if images is not None else Target.from_split(split, root)
-        target = targets[root]
+        if images is not None:
+            key = (images, folder_crop)
+            if folder_crop is None:
+                crop = ckpt["crop_px"][ckpt["target"]]
+                console.print(f"[yellow]scale of {images} not given[/]: assuming the run's {ckpt['target']} scale, "
+                              f"{crop} px = 25 um ({crop / 25:.2f} px/um); give --px-per-um for this microscope",
+                              highlight=False)
+        else:
+            key = (data_root or ckpt["data_root"], None if data_root else ckpt["splits_dir"])
+        if key not in targets:
+            targets[key] = Target.from_folder(images, folder_crop) if images is not None else \
+                Target.from_split(split, Path(key[0]), key[1])
+        target = targets[key]
         with data_progress(console) as progress:
             logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress)
         frame = logits_frame(target.images, logits, ckpt["classes"])
-        write_csv(path.parent / f"logits_{target.name}.csv", frame)
+        dest = path.parent / logits_name(target.name, path.stem, tta)
+        write_csv(dest, frame)
+        write_json(dest.with_suffix(".json"), {
+            "split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
+            "selected_by": ckpt.get("selected_by"), "images": str(target.data_root), "crop_px": target.crop_px,
+            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"]})
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
-        console.print(f"{path}: {len(frame)} images -> {path.parent / f'logits_{target.name}.csv'}", highlight=False)
-        last_target, last_frame = target, frame
-    console.print(scores_table(rows, f"{last_target.name}, {'TTA x8' if tta else 'no TTA'}"))
+        console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
+                      highlight=False)
+    console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
     if len(paths) == 1:
-        dest = out or Path("submission.csv" if last_target.name == "WBC2" else f"submission_{last_target.name}.csv")
-        write_submission(dest, submission_frame(last_frame), last_target.images)
-        console.print(f"wrote {dest} ({len(last_frame)} rows)")
+        dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
+        write_submission(dest, submission_frame(frame), target.images)
+        console.print(f"wrote {dest} ({len(frame)} rows)")
     else:
         console.print("several runs: combine them with `python ensemble.py`")
 

@@ -1,6 +1,6 @@
 """Where the time goes: data pipeline, training step, TTA inference, peak memory. One run, side by side.
 
-    python -m submission.bench --out bench.json            # CPU: a few minutes with the defaults
+    python -m submission.bench --json bench.json           # CPU: a few minutes with the defaults
     python -m submission.bench --device cuda --steps 30    # on a GPU
 
 Data, in augmented training samples per second on one worker (this process, one thread),
@@ -27,10 +27,11 @@ import torch
 
 from .data import cached_images
 from .demo import DOMAINS, render_cell
-from .io import read_rgb, write_json
+from .files import write_json
+from .io import read_rgb
 from .mdd import MDDNet
-from .training import fast_settings, to_device, train_step
-from .transforms import FastFog, _compose, prepare, train_transform, work_size_for
+from .engine import fast_settings, to_device, train_step
+from .transforms import FastFog, _compose, prepare, train_transform, work_size_for, zoom_transform
 from .tta import predict_tta
 
 KINDS = {  # file kind -> (domain, suffix, crop px)
@@ -113,8 +114,7 @@ def bench_transforms(image_size: int, min_seconds: float) -> dict:
         "ColorJitter": (A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=0.0, p=1.0), small),
         "HorizontalFlip + VerticalFlip": (_compose([A.HorizontalFlip(p=1.0), A.VerticalFlip(p=1.0)]), small),
         "Rotate": (A.Rotate(limit=180, border_mode=cv2.BORDER_REFLECT_101, p=1.0), small),
-        "RandomScale": (A.RandomScale(scale_limit=0.2, p=1.0), small),
-        "Resize": (A.Resize(height=image_size, width=image_size), small),
+        "zoom (Affine scale 0.8..1.2)": (zoom_transform(0.2, p=1.0), img),
         "Normalize": (A.Normalize(mean=MEAN, std=STD), small),
     }
     out = {}
@@ -202,7 +202,7 @@ def fog_picture(path: Path, size: int = 224) -> None:
             row.append(np.hstack([ref(image=im)["image"], fast(image=im)["image"]]))
         rows.append(np.hstack(row))
     grid = np.vstack(rows)
-    from .io import atomic_path
+    from .files import atomic_path
 
     with atomic_path(path) as tmp:
         ok, buf = cv2.imencode(".png", grid[..., ::-1])
@@ -211,7 +211,7 @@ def fog_picture(path: Path, size: int = 224) -> None:
 
 def run(device="auto", image_size=224, batch=32, steps=5, images=24, min_seconds=2.0, compile_model=False,
         epochs=50, source_images=32612, console=None) -> dict:
-    from .training import resolve_device
+    from .engine import resolve_device
 
     dev = resolve_device(device)
     log = console.print if console else print
@@ -277,7 +277,7 @@ if __name__ == "__main__":
 
     @user_errors
     def main(
-        out: Path = typer.Option(Path("bench.json"), help="JSON file to write."),
+        json_file: Path = typer.Option(Path("bench.json"), "--json", help="JSON file to write."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         image_size: int = typer.Option(224, help="Training size."),
         batch: int = typer.Option(32, help="Per-domain batch (32 means 32 source + 32 target)."),
@@ -297,7 +297,7 @@ if __name__ == "__main__":
         result["seconds"] = time.time() - t0
         for t in table(result):
             console.print(t)
-        write_json(out, json.loads(json.dumps(result)))
-        console.print(f"wrote {out} ({result['seconds']:.0f}s)")
+        write_json(json_file, json.loads(json.dumps(result)))
+        console.print(f"wrote {json_file} ({result['seconds']:.0f}s)")
 
     typer.run(main)

@@ -3,21 +3,24 @@
 Every image goes through `prepare` (decode, drop alpha, 25 um crop, resize to
 the working size) exactly once: into a uint8 cache on disk (a NumPy memmap),
 or, with the cache off, on every read. The cache is keyed by the listed paths,
-the data root, the crop and the working size, so a change of any of them
-builds a new one and nothing stale is ever read.
+the data root, the crop, the working size and each file's size and modification
+time, so a change of any of them builds a new one and nothing stale is ever read.
+
+Augmentation randomness is drawn per sample from (seed, epoch, draw number), never
+per loader worker, so a run's numbers do not depend on how many workers load it.
 """
 
-import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from .errors import KitError
-from .io import ImageReadError, atomic_path, read_rgb, write_json
+from .files import atomic_path, cache_key, write_json
+from .io import ImageReadError, read_rgb
 from .transforms import prepare
 
 CACHE_VERSION = 1
@@ -77,13 +80,6 @@ def prepare_all(paths, crop_px, work_size, out=None, workers=0, progress=None, l
     return sorted(errors)
 
 
-def cache_key(rel_paths, data_root: Path, crop_px: int, work_size: int) -> str:
-    h = hashlib.sha1(f"v{CACHE_VERSION}|{Path(data_root).resolve()}|crop={crop_px}|size={work_size}\n".encode())
-    for p in rel_paths:
-        h.update(p.encode() + b"\n")
-    return h.hexdigest()[:16]
-
-
 def open_cache(cache_file: Path, n: int, work_size: int) -> np.memmap:
     """Open a finished cache file read-only, refusing one of the wrong size."""
     expected = n * work_size * work_size * 3
@@ -103,7 +99,7 @@ def cached_images(rel_paths, data_root, crop_px, work_size, cache_dir, name, wor
     (their rows hold zeros). Built into a temp file and renamed, so an interrupted
     build leaves no cache behind.
     """
-    key = cache_key(rel_paths, data_root, crop_px, work_size)
+    key = cache_key(rel_paths, data_root, kind="images", version=CACHE_VERSION, crop=crop_px, size=work_size)
     cache_dir = Path(cache_dir)
     cache_file = cache_dir / f"{name}-{work_size}px-{key}.u8"
     meta_file = cache_file.with_suffix(".json")
@@ -131,22 +127,53 @@ class CellDataset(Dataset):
     def __len__(self):
         return len(self.labels)
 
-    def reseed(self, seed: int) -> None:
-        self.transform.set_random_seed(seed % 2**32)
-
-    def __getitem__(self, i):
+    def sample(self, i: int, seed: int | None = None):
+        """Item i; with `seed`, its augmentation is drawn from that seed alone."""
+        if seed is not None:
+            self.transform.set_random_seed(seed)
         img = self.transform(image=np.asarray(self.images[i]))["image"]
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
 
-
-def _reseed_datasets(dataset, seed: int) -> None:
-    for d in dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]:
-        d.reseed(seed)
+    def __getitem__(self, i):
+        return self.sample(i)
 
 
-def _worker_init(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    _reseed_datasets(info.dataset, info.seed)  # info.seed derives from the loader's generator
+class CellConcat(Dataset):
+    """Several CellDatasets one after another; each keeps its own transform (normalisation)."""
+
+    def __init__(self, parts: list[CellDataset]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.labels = np.concatenate([p.labels for p in self.parts]) if self.parts else np.zeros(0, np.int64)
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def sample(self, i: int, seed: int | None = None):
+        j = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[j].sample(i - int(self.offsets[j]), seed)
+
+    def __getitem__(self, i):
+        return self.sample(i)
+
+
+def sample_seed(seed: int, k: int) -> int:
+    """The augmentation seed of draw k of the epoch whose seed is `seed`."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+class EpochDraws(Dataset):
+    """One epoch's draws: item k is dataset item indices[k], augmented with randomness derived from
+    (seed, k) alone, so any number of loader workers gives the same batches."""
+
+    def __init__(self, dataset, indices, seed: int):
+        self.dataset, self.indices, self.seed = dataset, np.asarray(indices), seed
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        return self.dataset.sample(int(self.indices[k]), sample_seed(self.seed, k))
 
 
 def class_balanced_weights(labels: np.ndarray) -> torch.Tensor:
@@ -155,31 +182,23 @@ def class_balanced_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
 
 
-def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False):
-    """A loader over one epoch's `num_samples` draws with replacement, fully determined by `seed`.
-
-    With `balanced_labels`, draws are class-balanced; otherwise uniform.
-    """
+def draw_indices(n: int, num_samples: int, seed: int, balanced_labels=None) -> np.ndarray:
+    """`num_samples` draws with replacement from range(n), class-balanced if labels are given."""
     gen = torch.Generator().manual_seed(seed)
     if balanced_labels is not None:
-        sampler = WeightedRandomSampler(class_balanced_weights(balanced_labels), num_samples, True, generator=gen)
+        idx = torch.multinomial(class_balanced_weights(np.asarray(balanced_labels)), num_samples, True, generator=gen)
     else:
-        sampler = RandomSampler(dataset, replacement=True, num_samples=num_samples, generator=gen)
-    if workers == 0:
-        _reseed_datasets(dataset, seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        worker_init_fn=_worker_init if workers else None,
-        generator=torch.Generator().manual_seed(seed + 1),
-        pin_memory=pin_memory,
-        drop_last=True,
-        persistent_workers=False,
-    )
+        idx = torch.randint(n, (num_samples,), generator=gen)
+    return idx.numpy()
+
+
+def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False):
+    """A loader over one epoch's `num_samples` draws with replacement, fully determined by `seed`
+    (whatever `workers` is). With `balanced_labels`, draws are class-balanced; otherwise uniform."""
+    draws = EpochDraws(dataset, draw_indices(len(dataset), num_samples, seed, balanced_labels), seed)
+    return DataLoader(draws, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+                      drop_last=True)
 
 
 def eval_loader(dataset, batch_size, workers=0, pin_memory=False):
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
-

@@ -1,6 +1,6 @@
 """A synthetic demo data set in exactly the challenge layout (no downloads).
 
-    python -m submission.demo --out demo        # demo/data (the data root), demo/labels/
+    python -m submission.demo --dest demo       # demo/data (the data root), demo/labels/
 
 Cells are drawn from their morphology: size, nucleus shape and lobes, chromatin,
 granules and cytoplasm tint, so each class is recognisable by shape, not by
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .classes import CLASSES, CLASS_TO_ID
-from .io import write_csv
+from .files import write_csv
 from .splits import build_from_disk
 
 # Real counts per class (challenge README), scaled down by `scale` for the demo.
@@ -284,14 +284,14 @@ if __name__ == "__main__":
 
     @user_errors
     def main(
-        out: Path = typer.Option(Path("demo"), help="Folder to write: OUT/data is the data root, OUT/labels the target labels."),
+        dest: Path = typer.Option(Path("demo"), help="Folder to write: DEST/data is the data root, DEST/labels the target labels."),
         seed: int = typer.Option(0, help="Seed; the same seed writes the same bytes."),
         scale: float = typer.Option(0.02, help="Share of the real source counts to draw (0.02: about 700 images)."),
         n_target: int = typer.Option(240, help="Images in each of WBC1 and WBC2."),
     ):
         """Write the synthetic demo data set in the challenge layout."""
         t = time.time()
-        root = generate(out, seed=seed, scale=scale, n_target=n_target)
-        print(f"demo data written to {root} (labels in {out / 'labels'}) in {time.time() - t:.1f}s")
+        root = generate(dest, seed=seed, scale=scale, n_target=n_target)
+        print(f"demo data written to {root} (labels in {dest / 'labels'}) in {time.time() - t:.1f}s")
 
     typer.run(main)

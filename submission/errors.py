@@ -11,7 +11,7 @@ class KitError(Exception):
 
 
 def user_errors(fn):
-    """Decorate a CLI command: a KitError becomes one red line and exit code 2."""
+    """Decorate a CLI command: a KitError becomes one red line and exit code 1 (2 stays typer's usage error)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -22,7 +22,7 @@ def user_errors(fn):
             from rich.markup import escape
 
             Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(1) from None
 
     return wrapper
 

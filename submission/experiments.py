@@ -1,11 +1,12 @@
-"""The results table: source-only vs MDD, last epoch vs SND choice, TTA, and the seed ensemble.
+"""The results table: recipes side by side (e.g. source-only vs kit), last epoch vs the run's own
+checkpoint choice vs averaged weights, TTA, and the seed ensemble.
 
-    python -m submission.experiments --demo --labels demo/labels --out experiments
+    python -m submission.experiments --demo --labels demo/labels --runs experiments
 
-Trains every (method, seed) run that is not finished yet under OUT/{source_only,mdd}/seed{N},
-predicts WBC2 with each, and scores the predictions against the known labels (read only
-here, to report). Writes OUT/results.csv (one row per run and variant) and OUT/summary.csv
-(mean and spread over seeds), and prints the table.
+Trains every (recipe, seed) run that is not finished yet under RUNS/RECIPE/seed{N}, predicts
+WBC2 with each, and scores the predictions against the known labels (read only here, to
+report). Writes RUNS/results.csv (one row per run and variant) and RUNS/summary.csv (mean and
+spread over seeds), and prints the table.
 """
 
 import dataclasses
@@ -15,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .inference import Target, predict_run
-from .io import write_csv
+from .checkpoint import load_checkpoint
+from .config import TrainConfig, make_config
+from .files import write_csv
+from .inference import predict_run
 from .metrics import f1_scores
+from .runs import Target
+from .selection import selection_key
 from .submit import read_labels
-from .training import TrainConfig, fit, load_checkpoint
-
-METHODS = {"source_only": 0.0, "mdd": None}  # trade-off: 0, or the config's (1 by default)
+from .training import fit
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -29,39 +32,41 @@ def _finished(run_dir: Path, epochs: int) -> bool:
     return metrics.is_file() and len(pd.read_csv(metrics)) >= epochs and (run_dir / "best.pt").is_file()
 
 
-def train_all(base: TrainConfig, out: Path, seeds: list[int], console=None) -> dict:
-    """Train the missing runs; returns {(method, seed): run_dir}."""
+def train_all(configs: dict[str, TrainConfig], out: Path, seeds: list[int], console=None) -> dict:
+    """Train the missing runs of each recipe's config; returns {(recipe, seed): run_dir}."""
     runs = {}
     for seed in seeds:
-        for method, trade_off in METHODS.items():
-            cfg = dataclasses.replace(base, seed=seed, out=str(out / method),
-                                      trade_off=base.trade_off if trade_off is None else trade_off)
+        for name, base in configs.items():
+            cfg = dataclasses.replace(base, seed=seed, runs=str(out / name))
             if not _finished(cfg.run_dir, cfg.epochs):
                 if console:
-                    console.print(f"[bold]training {method} seed {seed}[/]")
+                    console.print(f"[bold]training {name} seed {seed}[/]")
                 fit(cfg, resume=False, overwrite=True, console=console)
-            runs[(method, seed)] = cfg.run_dir
+            runs[(name, seed)] = cfg.run_dir
     return runs
 
 
 def evaluate_runs(runs: dict, split: str, data_root: Path, labels: pd.Series, cache_dir: str, device="auto") -> pd.DataFrame:
-    """WBC2 scores of each run: last epoch, SND choice, SND choice + TTA; and the ensembles."""
+    """Scores of each run on `split`: last epoch, the run's choice (best.pt), with TTA, the averaged
+    weights (avg.pt) with TTA; and the seed ensembles of the choice + TTA."""
     target = Target.from_split(split, data_root)
     truth = labels.loc[target.images].to_numpy()
     rows, logits_by = [], {}
     for (method, seed), run_dir in runs.items():
-        for ckpt_name, tta, variant in (("last.pt", False, "last epoch"), ("best.pt", False, "SND choice"),
-                                        ("best.pt", True, "SND choice + TTA")):
+        for ckpt_name, tta, variant in (("last.pt", False, "last epoch"), ("best.pt", False, "run's choice"),
+                                        ("best.pt", True, "run's choice + TTA"), ("avg.pt", True, "avg.pt + TTA")):
+            if not (run_dir / ckpt_name).is_file():
+                continue
             ckpt = load_checkpoint(run_dir / ckpt_name)
             logits = predict_run(ckpt, target, tta=tta, device=device, cache_dir=cache_dir, batch_size=64)
             logits_by[(method, variant, seed)] = logits
             rows.append({"method": method, "variant": variant, "seed": seed, "epoch": ckpt["epoch"],
-                         **f1_scores(truth, logits.argmax(1))})
-    for method in {m for m, _ in runs}:
+                         "selected_by": ckpt.get("selected_by"), **f1_scores(truth, logits.argmax(1))})
+    for method in dict.fromkeys(m for m, _ in runs):
         seeds = sorted(s for m, s in runs if m == method)
-        mean = np.mean([logits_by[(method, "SND choice + TTA", s)] for s in seeds], axis=0)
-        rows.append({"method": method, "variant": f"ensemble of {len(seeds)} seeds (SND + TTA)", "seed": -1,
-                     "epoch": -1, **f1_scores(truth, mean.argmax(1))})
+        mean = np.mean([logits_by[(method, "run's choice + TTA", s)] for s in seeds], axis=0)
+        rows.append({"method": method, "variant": f"ensemble of {len(seeds)} seeds (choice + TTA)", "seed": -1,
+                     "epoch": -1, "selected_by": None, **f1_scores(truth, mean.argmax(1))})
     return pd.DataFrame(rows)
 
 
@@ -83,8 +88,6 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
     epochs' weights (avg.pt) is scored as one more, epoch-free alternative.
     Returns (per-epoch table, per-criterion table).
     """
-    from .training import selection_key
-
     epochs, picks = [], []
     for run_dir in run_dirs:
         metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -97,7 +100,7 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
         oracle = max(f1)
         for name, rule in CRITERIA.items():
             if rule is None:
-                i = max(range(len(metrics)), key=lambda j: selection_key(metrics.iloc[j]))
+                i = max(range(len(metrics)), key=lambda j: selection_key(metrics.iloc[j], "snd"))
                 values = metrics["target_snd"].where(metrics["target_guard_ok"] == 1, metrics["target_snd"].min() - 1)
             else:
                 col, higher = rule
@@ -109,7 +112,7 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
         avg = run_dir / "avg.pt"
         if avg.is_file():
             ckpt = load_checkpoint(avg)
-            target = Target.from_split(ckpt["target"], Path(ckpt["data_root"]))
+            target = Target.from_split(ckpt["target"], Path(ckpt["data_root"]), ckpt["splits_dir"])
             logits = predict_run(ckpt, target, tta=False, device=device, cache_dir=cache_dir, batch_size=64)
             score = f1_scores(labels.loc[target.images].to_numpy(), logits.argmax(1))["macro_f1"]
             picks.append({"run": str(run_dir), "criterion": f"average of epochs {ckpt['metrics']['averaged_epochs']}",
@@ -166,47 +169,49 @@ def markdown(summary: pd.DataFrame) -> str:
 
 if __name__ == "__main__":
     import time
+    from typing import Annotated, Optional
 
     import typer
     from rich.console import Console
 
     from .errors import user_errors
-    from .training import make_config
 
     @user_errors
     def main(
-        labels: Path = typer.Option(..., help="Known WBC2 labels (CSV or folder of WBC2.csv), read only to score."),
-        out: Path = typer.Option(Path("experiments"), help="Where the runs and tables go."),
-        seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
-        demo: bool = typer.Option(False, "--demo", help="The demo's training settings (see train.py --demo)."),
-        data_root: Path = typer.Option(None, help="Data root (default: data, demo/data with --demo)."),
-        epochs: int = typer.Option(None), iters_per_epoch: int = typer.Option(None),
-        image_size: int = typer.Option(None), grl_max_iters: int = typer.Option(None),
-        grl_hi: float = typer.Option(None), lr: float = typer.Option(None), trade_off: float = typer.Option(None),
-        device: str = typer.Option("auto"),
+        labels: Annotated[Path, typer.Option(help="Known target labels (folder of WBC1.csv and WBC2.csv, or a WBC2 CSV), "
+                                                  "read only to score.")],
+        runs: Annotated[Path, typer.Option(help="Folder for the study's runs (RUNS/RECIPE/seed{N}) and tables.")] = Path("experiments"),
+        recipes: Annotated[str, typer.Option(help="Comma-separated recipes to compare.")] = "source-only,kit",
+        seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+        demo: Annotated[bool, typer.Option("--demo", help="The demo's budget preset (see train.py --demo).")] = False,
+        data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: data, demo/data with --demo).")] = None,
+        epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     ):
-        """Train source-only and MDD for several seeds and print the measured WBC2 results table."""
+        """Train each recipe for several seeds and print the measured WBC2 results table (and, with
+        WBC1 labels, how well each label-free criterion picks the checkpoint)."""
         console = Console()
         t = time.time()
-        base = make_config(demo, data_root=None if data_root is None else str(data_root), epochs=epochs,
-                           iters_per_epoch=iters_per_epoch, image_size=image_size, grl_max_iters=grl_max_iters,
-                           grl_hi=grl_hi, lr=lr, trade_off=trade_off, device=device)
-        runs = train_all(base, out, [int(s) for s in seeds.split(",")], console)
-        results = evaluate_runs(runs, "WBC2", Path(base.data_root), read_labels(labels, "WBC2"), base.cache_dir, device)
+        given = {"data_root": None if data_root is None else str(data_root), "epochs": epochs, "device": device}
+        configs = {r: make_config(r, demo, **given) for r in recipes.split(",")}
+        out = runs
+        base = next(iter(configs.values()))
+        runs_done = train_all(configs, out, [int(s) for s in seeds.split(",")], console)
+        results = evaluate_runs(runs_done, "WBC2", Path(base.data_root), read_labels(labels, "WBC2"), base.cache_dir, device)
         summary = summarize(results)
         write_csv(out / "results.csv", results)
         write_csv(out / "summary.csv", summary)
         (out / "summary.md").write_text(markdown(summary) + "\n")
-        (out / "settings.json").write_text(json.dumps(dataclasses.asdict(base), indent=2) + "\n")
+        (out / "settings.json").write_text(json.dumps({n: c.to_json() for n, c in configs.items()}, indent=2) + "\n")
         console.print(rich_table(markdown(summary), "WBC2 results (labels read only to score)"))
         wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
         if wbc1 is not None and wbc1.is_file():
-            per_epoch, selection = selection_study([d for (m, _), d in runs.items() if m == "mdd"],
+            per_epoch, selection = selection_study([d for (m, _), d in runs_done.items() if configs[m].trade_off > 0],
                                                    read_labels(wbc1, "WBC1"), base.cache_dir, device)
             write_csv(out / "selection_epochs.csv", per_epoch)
             write_csv(out / "selection.csv", selection)
             (out / "selection.md").write_text(selection_markdown(selection) + "\n")
             console.print(rich_table(selection_markdown(selection), "checkpoint choice, judged by WBC1 labels"))
-        console.print(f"{len(runs)} runs, {time.time() - t:.0f}s; tables in {out}")
+        console.print(f"{len(runs_done)} runs, {time.time() - t:.0f}s; tables in {out}")
 
     typer.run(main)

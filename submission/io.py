@@ -1,7 +1,5 @@
-"""Decode any challenge image to RGB uint8, and write files atomically."""
+"""Decode any challenge image to RGB uint8 (writing files is files.py)."""
 
-import contextlib
-import json
 import os
 from pathlib import Path
 
@@ -53,44 +51,3 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     if min(img.shape[:2]) < 8:
         raise ImageReadError(f"{path}: image of {img.shape[1]}x{img.shape[0]} px is too small")
     return img
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step.
-
-    A process killed mid-write leaves the previous file untouched (and at most a
-    stray temp file), never half a file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def write_csv(path, frame) -> None:
-    """Write a pandas DataFrame as CSV, atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def save_torch(path, obj) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)

@@ -76,7 +76,7 @@ def _plt():
 
 
 def _save(fig, path):
-    from .io import atomic_path
+    from .files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -191,7 +191,7 @@ def draw_run(run_dir) -> list:
     if val.is_file():
         frame = pd.read_csv(val)
         cm = confusion(frame["label_id"], frame["pred_id"])
-        from .io import write_csv
+        from .files import write_csv
 
         write_csv(run_dir / "confusion_source_val.csv", cm.reset_index(names="true"))
         plot_confusion(cm, run_dir / "confusion_source_val.png", f"{run_dir.name}: source validation, epoch {best} (row-normalised)")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .classes import CLASS_TO_ID, CLASSES
 from .errors import KitError, warn
-from .io import write_csv
+from .files import write_csv
 from .submit import image_sort_key
 
 SOURCES = ("Acevedo_20", "Matek_19")
@@ -209,15 +209,15 @@ if __name__ == "__main__":
     def main(
         data_root: Path = typer.Option(None, help="Build from the images under this root (challenge layout)."),
         from_lists: Path = typer.Option(None, help="Build from the challenge's file lists (ace.txt, mat.txt, wbc.txt, wbc2.txt) in this folder."),
-        out: Path = typer.Option(None, help="Where to write the CSVs (default: DATA_ROOT/splits, or data_splits/ with --from-lists)."),
+        splits: Path = typer.Option(None, help="Split folder to write the CSVs to (default: DATA_ROOT/splits, or data_splits/ with --from-lists)."),
     ):
         """Build the split files (one CSV per dataset, stratified 5-fold for the sources)."""
         if (data_root is None) == (from_lists is None):
             raise KitError("give exactly one of --data-root and --from-lists")
         if from_lists is not None:
-            frames = build_from_lists(from_lists, out or REPO_SPLITS)
+            frames = build_from_lists(from_lists, splits or REPO_SPLITS)
         else:
-            frames = build_from_disk(data_root, out or Path(data_root) / "splits")
+            frames = build_from_disk(data_root, splits or Path(data_root) / "splits")
         for d, frame in frames.items():
             print(f"{d}: {len(frame)} images")
 

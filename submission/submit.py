@@ -7,7 +7,7 @@ import pandas as pd
 
 from .classes import CLASS_TO_ID, CLASSES
 from .errors import KitError
-from .io import write_csv
+from .files import write_csv
 
 SUBMISSION_COLUMNS = ["Image", "Label", "LabelID"]
 

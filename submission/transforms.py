@@ -8,7 +8,6 @@ The crop is resized to a working size a little above the training size (8/7:
 evaluation the centre crop, so both see the same scale.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from .io import write_json
-
-DEFAULT_CROP_PX = {"Acevedo_20": 250, "Matek_19": 345, "WBC1": 288, "WBC2": 288}
+from .files import write_json
 
 
 def work_size_for(image_size: int) -> int:
@@ -58,15 +55,8 @@ def channel_stats(images) -> tuple[list[float], list[float]]:
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
-def stats_key(paths, crop_px: int) -> str:
-    h = hashlib.sha1(f"crop={crop_px}\n".encode())
-    for p in paths:
-        h.update(p.encode() + b"\n")
-    return h.hexdigest()[:16]
-
-
 def cached_stats(stats_file: Path, dataset: str, key: str, compute) -> tuple[list[float], list[float]]:
-    """Per-dataset mean/std from `stats_file` if its key matches, else `compute()` and store it."""
+    """Per-dataset mean/std from `stats_file` (in the cache folder) if its key matches, else `compute()` and store it."""
     stats_file = Path(stats_file)
     table = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
     entry = table.get(dataset)
@@ -74,10 +64,7 @@ def cached_stats(stats_file: Path, dataset: str, key: str, compute) -> tuple[lis
         return entry["mean"], entry["std"]
     mean, std = compute()
     table[dataset] = {"key": key, "mean": mean, "std": std}
-    try:
-        write_json(stats_file, table)
-    except OSError:  # a read-only splits folder: recompute next time
-        pass
+    write_json(stats_file, table)
     return mean, std
 
 
@@ -175,14 +162,21 @@ def _compose(transforms) -> A.Compose:
     return A.Compose(transforms, strict=True)
 
 
-def train_transform(image_size: int, mean, std, fog: str = "fast") -> A.Compose:
+def zoom_transform(zoom: float, p: float = 0.5):
+    """Scale augmentation: the image (and so the cell) zoomed by a factor in 1 +- zoom about its
+    centre, borders reflected. Applied before the random crop, so the cell's size in the output changes."""
+    return A.Affine(scale=(1.0 - zoom, 1.0 + zoom), border_mode=cv2.BORDER_REFLECT_101, p=p)
+
+
+def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float = 0.2) -> A.Compose:
     """The training augmentation on a working-size image; output (size, size, 3) float32.
 
     fog="fast" uses FastFog, fog="albumentations" the original RandomFog (about 50x slower).
     """
     fog_t = {"fast": FastFog, "albumentations": A.RandomFog}[fog]
     return _compose(
-        [
+        ([zoom_transform(zoom)] if zoom > 0 else [])
+        + [
             A.RandomCrop(height=image_size, width=image_size),
             A.Blur(blur_limit=(3, 7), p=0.5),
             fog_t(fog_coef_range=(0.3, 1.0), alpha_coef=0.08, p=0.5),
@@ -191,8 +185,6 @@ def train_transform(image_size: int, mean, std, fog: str = "fast") -> A.Compose:
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.Rotate(limit=180, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
-            A.RandomScale(scale_limit=0.2, p=0.5),
-            A.Resize(height=image_size, width=image_size),
             A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ]
     )

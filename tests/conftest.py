@@ -1,6 +1,5 @@
 """Shared fixtures: a tiny demo data set (about 100 images) and tiny training settings."""
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 import torch
 
 from submission.demo import generate
-from submission.training import TrainConfig
+from submission.config import TrainConfig, make_config
 
 torch.set_num_threads(2)
 os.environ["COLUMNS"] = "200"  # rich wraps console lines at the terminal width
@@ -30,9 +29,10 @@ def tiny(demo):
 
 def tiny_config(demo: Path, out: Path, **kw) -> TrainConfig:
     """A run that takes seconds on a CPU: 32 px, 2 epochs of 3 steps, batch 8 + 8."""
-    base = TrainConfig(
-        data_root=str(demo / "data"), out=str(out), epochs=2, iters_per_epoch=3, image_size=32, batch_size=8,
+    recipe = kw.pop("recipe", None)
+    settings = dict(
+        data_root=str(demo / "data"), runs=str(out), epochs=2, iters_per_epoch=3, image_size=32, batch_size=8,
         pretrained=False, workers=0, device="cpu", cache_dir=str(out / "cache"), bottleneck_dim=64, head_width=64,
-        grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0,
+        grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2,
     )
-    return dataclasses.replace(base, **kw)
+    return make_config(recipe, **{**settings, **kw})

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from submission.io import ImageReadError, read_rgb, write_text
+from submission.files import write_text
+from submission.io import ImageReadError, read_rgb
 
 
 def _write(path, img):

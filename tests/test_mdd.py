@@ -35,11 +35,16 @@ def test_mdd_loss_sends_no_gradient_through_the_argmax():
     assert y_s.grad is None and y_t.grad is None
 
 
-@pytest.mark.parametrize("step,max_iters,lo,hi,alpha", [(0, 1000, 0.0, 0.1, 1.0), (600, 1000, 0.0, 0.1, 1.0),
-                                                         (50_000, 1000, 0.0, 0.1, 1.0), (37, 100, 0.2, 1.0, 10.0)])
-def test_grl_coeff_formula(step, max_iters, lo, hi, alpha):
-    expected = 2.0 * (hi - lo) / (1.0 + math.exp(-alpha * step / max_iters)) - (hi - lo) + lo
-    assert grl_coeff(step, max_iters, lo, hi, alpha) == pytest.approx(expected, rel=1e-12)
+@pytest.mark.parametrize("step,max_iters,lo,hi,alpha,expected", [
+    (0, 1000, 0.0, 0.1, 1.0, 0.0),
+    (1000, 1000, 0.0, 0.1, 1.0, 0.0462117157),  # 0.1 tanh(1/2)
+    (2000, 1000, 0.0, 0.1, 1.0, 0.0761594156),  # 0.1 tanh(1)
+    (600, 1000, 0.0, 0.1, 1.0, 0.0291312612),  # 0.1 tanh(0.3)
+    (50, 100, 0.2, 1.0, 2.0, 0.8092952093),  # 0.2 + 0.8 tanh(1/2)
+])
+def test_grl_coeff_known_values(step, max_iters, lo, hi, alpha, expected):
+    """The ramp 2 h / (1 + exp(-a i / m)) - h is h tanh(a i / 2m): values from tanh tables."""
+    assert grl_coeff(step, max_iters, lo, hi, alpha) == pytest.approx(expected, abs=1e-9)
 
 
 def test_grl_coeff_ramp_facts():
@@ -57,14 +62,40 @@ def test_reversed_gradient_is_minus_coeff_times_grad(coeff):
     assert torch.equal(reverse_gradient(x, coeff), x)  # identity forward
 
 
-def test_model_shapes_and_shared_batchnorm():
+def test_model_shapes_and_param_groups():
     model = MDDNet(11, bottleneck_dim=32, head_width=16)
     y, y_adv = model(torch.randn(6, 3, 32, 32), coeff=0.1)
     assert y.shape == y_adv.shape == (6, 11)
     model.eval()
     assert model.predict(torch.randn(2, 3, 32, 32)).shape == (2, 11)
-    groups = model.param_groups(0.004)
+    groups = model.param_groups(0.004, 0.1)
     assert [g["lr"] for g in groups] == pytest.approx([0.0004, 0.004])
+
+
+def test_one_step_puts_both_domains_through_one_batchnorm_forward():
+    """After one training step, the first BatchNorm's running mean is the momentum-weighted mean
+    of the source and target batch together: both domains went through one forward."""
+    from submission.engine import train_step
+
+    torch.manual_seed(0)
+    model = MDDNet(11, 16, 16, dropout=0.0)
+    bn = model.backbone.bn1
+    x_s = torch.randn(4, 3, 32, 32)
+    x_t = torch.randn(4, 3, 32, 32) * 2 + 3  # a target far from the source
+    with torch.no_grad():
+        pre = model.backbone.conv1(torch.cat([x_s, x_t])).mean((0, 2, 3))
+        pre_s = model.backbone.conv1(x_s).mean((0, 2, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_step(model, x_s, torch.randint(0, 11, (4,)), x_t, opt, coeff=0.1, margin=4.0, trade_off=1.0)
+    expected = bn.momentum * pre  # running mean starts at 0
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
+    assert not torch.allclose(bn.running_mean, bn.momentum * pre_s, atol=1e-3)
+    # and the source-only step (no target in the batch) sees the source alone
+    model2 = MDDNet(11, 16, 16, dropout=0.0)
+    model2.load_state_dict({k: v for k, v in model.state_dict().items()})
+    model2.backbone.bn1.reset_running_stats()
+    train_step(model2, x_s, torch.randint(0, 11, (4,)), None, opt, coeff=0.1, margin=4.0, trade_off=0.0)
+    assert torch.allclose(model2.backbone.bn1.running_mean, bn.momentum * pre_s, atol=1e-5)
 
 
 def test_missing_imagenet_weights_is_one_clear_error(monkeypatch):

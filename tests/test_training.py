@@ -1,15 +1,17 @@
-import dataclasses
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from submission.checkpoint import RunningAverage, load_checkpoint, model_from_checkpoint
 from submission.classes import CLASSES
+from submission.config import make_config
 from submission.errors import KitError
-from submission.training import fit, load_checkpoint, make_config, model_from_checkpoint, selection_key, target_scores
-
+from submission.selection import selection_key, target_scores
+from submission.training import fit
 
 
 def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
@@ -18,6 +20,7 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     run = tmp_path / "seed0"
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 0 and config["image_size"] == 32 and config["iters_per_epoch_resolved"] == 3
+    assert config["recipe"] == "kit" and config["splits_dir_resolved"].endswith("splits")
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1]
     for col in ("cls_loss", "transfer_loss", "source_val_f1", "target_snd", "target_entropy", "target_pred_classes",
@@ -25,11 +28,12 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
         assert metrics[col].notna().all(), col
     ckpt = load_checkpoint(run / "best.pt")  # weights_only=True inside
     assert ckpt["classes"] == list(CLASSES) and ckpt["image_size"] == 32 and ckpt["epoch"] == best["epoch"]
-    assert set(ckpt["normalization"]) == {"Acevedo_20", "Matek_19", "WBC1"}
+    assert set(ckpt["normalization"]) == {"Acevedo_20", "Matek_19", "WBC1"} and ckpt["selected_by"] == "snd"
+    assert ckpt["splits_dir"] == config["splits_dir_resolved"]
     model = model_from_checkpoint(ckpt).eval()
     assert model.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 11)
     assert sorted(p.name for p in (run / "target_logits").iterdir()) == ["epoch000.npy", "epoch001.npy"]
-    assert (run / "last.pt").is_file()
+    assert (run / "last.pt").is_file() and (run / "avg.pt").is_file() and not (run / "recent").exists()
 
 
 def test_same_seed_same_metrics(tiny, tmp_path):
@@ -40,11 +44,20 @@ def test_same_seed_same_metrics(tiny, tmp_path):
     assert (tmp_path / "c/seed4/metrics.csv").read_text() != (tmp_path / "a/seed3/metrics.csv").read_text()
 
 
+def test_the_number_of_loader_workers_does_not_change_the_run(tiny, tmp_path):
+    """Augmentation randomness is drawn per sample from (seed, epoch, draw), not per worker."""
+    fit(tiny(tmp_path / "w0", workers=0, cache=False))
+    fit(tiny(tmp_path / "w2", workers=2, cache=False))
+    a = pd.read_csv(tmp_path / "w0/seed0/metrics.csv")
+    b = pd.read_csv(tmp_path / "w2/seed0/metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
 @pytest.mark.parametrize("trade_off", [0.0, 1.0])
 def test_trade_off_zero_trains_the_network_source_only(trade_off):
     """With trade-off 0 the step equals a plain cross-entropy step on everything but the adversarial head."""
+    from submission.engine import train_step
     from submission.mdd import MDDNet
-    from submission.training import train_step
 
     torch.manual_seed(0)
     a = MDDNet(11, 16, 16, dropout=0.0)
@@ -72,23 +85,94 @@ def test_a_run_folder_is_not_overwritten(tiny, tmp_path):
     fit(cfg, overwrite=True)
 
 
-def test_resume_ends_like_an_uninterrupted_run(tiny, tmp_path):
-    full = tiny(tmp_path / "full", epochs=3)
-    fit(full)
-    part = tiny(tmp_path / "part", epochs=1)
-    fit(part)
-    fit(dataclasses.replace(part, epochs=3), resume=True)
-    a = (tmp_path / "full/seed0/metrics.csv").read_text()
-    b = (tmp_path / "part/seed0/metrics.csv").read_text()
-    assert a == b
+def interrupt_at_evaluation(monkeypatch, n: int):
+    """Raise KeyboardInterrupt (as Ctrl-C would) at the n-th per-epoch evaluation: epoch n-1 is never saved."""
+    import submission.training as training
+
+    real, calls = training.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evaluate)
+
+
+def test_resume_ends_like_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    """Interrupted inside the averaging window: metrics, best.pt and avg.pt match an uninterrupted run."""
+    fit(tiny(tmp_path / "full", epochs=4, average_last=3, bn_batches=0))
+    part = tiny(tmp_path / "part", epochs=4, average_last=3, bn_batches=0)
+    interrupt_at_evaluation(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "part/seed0/last.pt")["epoch"] == 1
+    fit(part, resume=True)
+    a = pd.read_csv(tmp_path / "full/seed0/metrics.csv")
+    b = pd.read_csv(tmp_path / "part/seed0/metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
     assert load_checkpoint(tmp_path / "full/seed0/best.pt")["epoch"] == load_checkpoint(tmp_path / "part/seed0/best.pt")["epoch"]
+    avg_a, avg_b = (load_checkpoint(tmp_path / f"{r}/seed0/avg.pt") for r in ("full", "part"))
+    assert avg_a["metrics"]["averaged_epochs"] == avg_b["metrics"]["averaged_epochs"] == [1, 2, 3]
+    for k, v in avg_a["model"].items():
+        assert torch.allclose(v.float(), avg_b["model"][k].float(), atol=1e-6), k
+
+
+def test_avg_pt_is_the_mean_of_the_last_epochs_weights(tiny, tmp_path):
+    """avg.pt against a hand-computed mean: the weights after epoch 1 come from a 2-epoch run of the
+    same seed (the inv schedule and a fixed ramp do not depend on the run's length)."""
+    fit(tiny(tmp_path / "three", epochs=3, average_last=2, bn_batches=0))
+    fit(tiny(tmp_path / "two", epochs=2, average_last=0))
+    w1 = load_checkpoint(tmp_path / "two/seed0/last.pt")["model"]
+    w2 = load_checkpoint(tmp_path / "three/seed0/last.pt")["model"]
+    avg = load_checkpoint(tmp_path / "three/seed0/avg.pt")
+    assert avg["metrics"]["averaged_epochs"] == [1, 2] and avg["selected_by"] == "average"
+    for k, v in avg["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (w1[k] + w2[k]) / 2, atol=1e-6), k
+        else:
+            assert torch.equal(v, w2[k]), k
+
+
+def test_running_average_matches_numpy():
+    rng = np.random.default_rng(0)
+    states = [{"w": torch.tensor(rng.normal(size=5), dtype=torch.float32), "n": torch.tensor(i)} for i in range(4)]
+    avg = RunningAverage()
+    for i, s in enumerate(states):
+        avg.add(s, i)
+    mean = avg.state_dict_like(states[0])
+    np.testing.assert_allclose(mean["w"].numpy(), np.mean([s["w"].numpy() for s in states], 0), rtol=1e-6)
+    assert mean["w"].dtype == torch.float32 and int(mean["n"]) == 3 and avg.epochs == [0, 1, 2, 3]
+
+
+def test_batchnorm_is_re_estimated_as_the_plain_mean_over_batches():
+    from submission.engine import recompute_batchnorm
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = torch.nn.BatchNorm1d(3)
+
+        def predict(self, x):
+            return self.bn(x)
+
+    net = Net()
+    net.eval()
+    net.bn.running_mean.fill_(7.0)
+    batches = [torch.randn(8, 3) * (i + 1) + i for i in range(4)]
+    assert recompute_batchnorm(net, iter(batches), "cpu") == 4
+    torch.testing.assert_close(net.bn.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0))
+    torch.testing.assert_close(net.bn.running_var, torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0))
+    assert net.bn.momentum == 0.1 and not net.training
 
 
 def test_resume_refuses_other_settings(tiny, tmp_path):
     cfg = tiny(tmp_path, epochs=1)
     fit(cfg)
     with pytest.raises(KitError, match="lr"):
-        fit(dataclasses.replace(cfg, lr=0.1, epochs=2), resume=True)
+        fit(tiny(tmp_path, lr=0.1, epochs=2), resume=True)
 
 
 def test_guard_keeps_collapsed_and_undecided_models_from_winning():
@@ -96,7 +180,8 @@ def test_guard_keeps_collapsed_and_undecided_models_from_winning():
     good = rng.normal(size=(200, 11)) * 8  # confident, all classes
     collapsed = np.tile(good[:1], (200, 1))
     undecided = rng.normal(size=(200, 11)) * 0.01  # near-uniform softmax
-    rows = {n: target_scores(l, 0.005, 6, 0.5) for n, l in (("good", good), ("collapsed", collapsed), ("undecided", undecided))}
+    rows = {n: target_scores(l, CLASSES, 0.005, 6, 0.5)
+            for n, l in (("good", good), ("collapsed", collapsed), ("undecided", undecided))}
     assert rows["collapsed"]["target_snd"] > rows["good"]["target_snd"]
     assert rows["undecided"]["target_snd"] > rows["good"]["target_snd"]
     assert rows["good"]["target_guard_ok"] == 1
@@ -109,7 +194,7 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
-    torch.save({"format": 1, "model": Evil()}, tmp_path / "evil.pt")
+    torch.save({"format": 2, "model": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(KitError, match="not a loadable kit checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
 
@@ -120,17 +205,10 @@ def test_checkpoint_expectations_name_the_difference(tiny, tmp_path):
         load_checkpoint(tmp_path / "seed0/best.pt", expect={"image_size": 224})
 
 
-def test_demo_switch_fills_only_what_is_not_given():
-    cfg = make_config(True, epochs=3, seed=2)
-    assert cfg.epochs == 3 and cfg.seed == 2 and cfg.image_size == 64 and cfg.pretrained is False
-    full = make_config(False)
-    assert full.image_size == 224 and full.pretrained and full.epochs == 50 and full.grl_max_iters == 1000
-
-
 def test_channels_last_agrees_with_plain_fp32():
     """The kit's CPU speed switch changes the memory layout only: same losses and weights within float noise."""
+    from submission.engine import to_device, train_step
     from submission.mdd import MDDNet
-    from submission.training import to_device, train_step
 
     x_s, x_t, y = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32), torch.randint(0, 11, (8,))
     runs = {}
@@ -150,3 +228,76 @@ def test_channels_last_agrees_with_plain_fp32():
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-4)
     for a, b in zip(runs[True][1], runs[False][1]):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- recipes and schedules
+
+
+def test_seed_recipe_runs_with_the_write_ups_schedule_and_its_lr_drops(tiny, tmp_path):
+    cfg = tiny(tmp_path, recipe="seed", epochs=5)
+    assert cfg.lr == 0.001 and cfg.class_weighted_loss and not cfg.balanced and cfg.lr_schedule == "step"
+    fit(cfg)
+    config = json.loads((tmp_path / "seed0/config.json").read_text())
+    assert config["recipe"] == "seed" and config["lr_schedule"] == "step" and config["lr_steps"] == [0.4, 0.8]
+    assert config["class_weighted_loss"] is True and config["balanced"] is False and config["select"] == "snd"
+    lr = pd.read_csv(tmp_path / "seed0/metrics.csv")["lr"].to_numpy()  # the last step's lr of each epoch
+    # 15 steps: x0.1 from step 6 (40%) and again from step 12 (80%)
+    np.testing.assert_allclose(lr, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-9)
+
+
+def test_source_only_recipe_uses_no_target_image(tiny, tmp_path):
+    cfg = tiny(tmp_path, recipe="source-only")
+    assert cfg.trade_off == 0 and not cfg.target_in_batch and cfg.target_norm == "source" and cfg.select == "source-val"
+    fit(cfg)
+    metrics = pd.read_csv(tmp_path / "seed0/metrics.csv")
+    assert (metrics["transfer_loss"] == 0).all()
+    ckpt = load_checkpoint(tmp_path / "seed0/best.pt")
+    norm = ckpt["normalization"]
+    for k in ("mean", "std"):
+        np.testing.assert_allclose(norm["WBC1"][k], np.mean([norm["Acevedo_20"][k], norm["Matek_19"][k]], 0), atol=1e-6)
+    assert ckpt["selected_by"] == "source-val"
+    best = metrics.loc[metrics["source_val_f1"].idxmax(), "epoch"]
+    assert ckpt["epoch"] == best
+
+
+def test_recipes_and_the_demo_preset_fill_only_what_is_not_given(tmp_path):
+    cfg = make_config(None, True, epochs=3, seed=2)
+    assert cfg.epochs == 3 and cfg.seed == 2 and cfg.image_size == 64 and cfg.pretrained is False
+    assert cfg.backbone_lr_mult == 1.0  # from scratch: the backbone learns at the head's rate
+    full = make_config()
+    assert full.image_size == 224 and full.pretrained and full.epochs == 50 and full.backbone_lr_mult == 0.1
+    seed_demo = make_config("seed", True)
+    assert seed_demo.epochs == 10 and seed_demo.lr == 0.001 and seed_demo.image_size == 64
+    assert make_config("seed", lr=0.01).lr == 0.01
+    assert make_config("source-only").trade_off == 0.0 and make_config("kit").trade_off == 1.0
+    with pytest.raises(KitError, match="unknown recipe"):
+        make_config("fancy")
+    with pytest.raises(KitError, match="lr-schedule"):
+        make_config(lr_schedule="linear")
+
+
+def test_a_recorded_config_reruns_the_run(tiny, tmp_path):
+    cfg = tiny(tmp_path, recipe="seed", epochs=1, lr=0.003)
+    fit(cfg)
+    again = make_config(config_file=tmp_path / "seed0/config.json", runs=str(tmp_path / "again"))
+    assert again.lr == 0.003 and again.recipe == "seed" and again.lr_steps == (0.4, 0.8) and again.epochs == 1
+    fit(again)
+    a = pd.read_csv(tmp_path / "seed0/metrics.csv")
+    b = pd.read_csv(tmp_path / "again/seed0/metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("schedule,step,expected", [
+    ("inv", 0, 0.004),
+    ("inv", 1000, 0.004 * 1.2 ** -0.75),  # 0.0034896...
+    ("inv", 5000, 0.004 * 2.0 ** -0.75),
+    ("step", 399, 0.004), ("step", 400, 0.0004), ("step", 799, 0.0004), ("step", 800, 0.00004),
+    ("cosine", 0, 0.004), ("cosine", 500, 0.002), ("cosine", 1000, 0.0), ("cosine", 250, 0.004 * (1 + math.sqrt(0.5)) / 2),
+])
+def test_lr_schedules_known_values(schedule, step, expected):
+    from submission.engine import lr_at
+
+    cfg = make_config(lr_schedule=schedule)
+    assert lr_at(step, 1000, cfg) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert make_config(lr_schedule="cosine", lr_min_frac=0.1).lr * 0.1 == pytest.approx(
+        lr_at(1000, 1000, make_config(lr_schedule="cosine", lr_min_frac=0.1)))

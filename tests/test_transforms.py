@@ -2,7 +2,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from submission.transforms import (DEFAULT_CROP_PX, cached_stats, center_crop, channel_stats, eval_transform, prepare,
+from submission.config import DEFAULT_CROP_PX, crop_for
+from submission.transforms import (cached_stats, center_crop, channel_stats, eval_transform, prepare,
                                    train_transform, work_size_for)
 
 

@@ -1,0 +1,106 @@
+"""Self-describing checkpoints (save, load, rebuild the model) and the running mean of weights behind avg.pt."""
+
+from pathlib import Path
+
+import torch
+
+from .classes import CLASSES, NUM_CLASSES
+from .errors import KitError
+from .mdd import MDDNet
+
+CHECKPOINT_FORMAT = 2
+
+
+def arch_of(cfg) -> dict:
+    return {"backbone": "resnet18", "num_classes": NUM_CLASSES, "bottleneck_dim": cfg.bottleneck_dim,
+            "head_width": cfg.head_width}
+
+
+def checkpoint_dict(state: dict, cfg, run_info: dict, epoch: int, step: int, metrics: dict, **extra) -> dict:
+    """Everything infer.py needs to rebuild the model and its inputs, and nothing that runs code
+    (only tensors and plain values, so it loads with torch.load(weights_only=True)).
+
+    `run_info`: normalization ({dataset: {"mean", "std"}}), data_root and splits_dir (resolved).
+    `extra`: e.g. optimizer, history, best, average (last.pt only), selected_by.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state,
+        "arch": arch_of(cfg),
+        "classes": list(CLASSES),
+        "image_size": cfg.image_size,
+        "work_size": cfg.work_size,
+        "crop_px": dict(cfg.crop_px),
+        "target": cfg.target,
+        "config": cfg.to_json(),
+        "epoch": epoch,
+        "step": step,
+        "metrics": dict(metrics),
+        **run_info,
+        **extra,
+    }
+
+
+def load_checkpoint(path, expect: dict | None = None) -> dict:
+    """Load a checkpoint with weights_only=True (a checkpoint that would run code is refused).
+
+    `expect` (e.g. {"classes": [...], "image_size": 64}) must match, or the error names the difference.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"no checkpoint {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise KitError(f"{path} is not a loadable kit checkpoint ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise KitError(f"{path} is not a checkpoint of this kit")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise KitError(f"{path} has checkpoint format {ckpt.get('format')}, this kit reads format {CHECKPOINT_FORMAT}: "
+                       "retrain it with this version of the kit")
+    for key, want in (expect or {}).items():
+        if ckpt.get(key) != want:
+            raise KitError(f"{path}: {key} is {ckpt.get(key)!r}, expected {want!r}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> MDDNet:
+    arch = ckpt["arch"]
+    if arch.get("backbone") != "resnet18":
+        raise KitError(f"checkpoint backbone {arch.get('backbone')!r} is not supported (resnet18)")
+    model = MDDNet(arch["num_classes"], arch["bottleneck_dim"], arch["head_width"], pretrained=False)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise KitError(f"checkpoint weights do not fit the architecture {arch}: {str(e).splitlines()[0]}") from None
+    return model
+
+
+class RunningAverage:
+    """The element-wise mean of the weights of the epochs added so far, kept as one copy (in float64,
+    so the mean of N epochs equals their sum / N up to rounding). Integer buffers keep the last value."""
+
+    def __init__(self, state: dict | None = None, epochs: list[int] | None = None):
+        self.sum = state  # running mean, float64 for floating tensors
+        self.epochs = list(epochs or [])
+
+    def add(self, model_state: dict, epoch: int) -> None:
+        n = len(self.epochs)
+        new = {k: v.detach().to("cpu", copy=True) for k, v in model_state.items()}
+        if self.sum is None:
+            self.sum = {k: v.double() if v.is_floating_point() else v for k, v in new.items()}
+        else:
+            for k, v in new.items():
+                self.sum[k] = self.sum[k] + (v.double() - self.sum[k]) / (n + 1) if v.is_floating_point() else v
+        self.epochs.append(epoch)
+
+    def state_dict_like(self, reference: dict) -> dict:
+        """The mean in the dtypes of `reference` (a model state dict)."""
+        return {k: self.sum[k].to(v.dtype) for k, v in reference.items()}
+
+    def to_dict(self) -> dict:
+        return {"mean": self.sum, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "RunningAverage":
+        return cls(d["mean"], d["epochs"]) if d else cls()

@@ -1,0 +1,83 @@
+"""What the commands share: the options generated from TrainConfig, and the options that mean the
+same thing in every command (defined once here, so a flag name has one meaning)."""
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .config import FIELDS, default_workers, shown_default
+
+
+def _option(name: str, f: dataclasses.Field):
+    meta = f.metadata
+    flag = "--" + (meta.get("flag") or name).replace("_", "-")
+    shown = shown_default(name)
+    help_text = meta["help"] + ("" if shown is None else f" (default: {shown})")
+    base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if meta.get("parse") is not None or isinstance(base, (tuple, dict)):
+        kind = str
+    elif name in ("backbone_lr_mult",):
+        kind = float
+    elif name == "splits_dir":
+        kind = Path
+    elif name == "workers":
+        kind = int
+    else:
+        kind = type(base)
+    decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    return Optional[kind], typer.Option(*decls, help=help_text, show_default=False)
+
+
+def config_options(skip=()):
+    """Decorator: give the command one option per TrainConfig field (help and default from the
+    field); the command receives `settings`, a dict of the options given (parsed), and its own
+    parameters as usual."""
+
+    def wrap(fn):
+        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "settings"]
+        names = [n for n, f in FIELDS.items() if f.metadata.get("cli", True) and n not in skip]
+        extra = []
+        for n in names:
+            kind, opt = _option(n, FIELDS[n])
+            extra.append(inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, opt], default=None))
+
+        def command(**kwargs):
+            settings = {}
+            for n in names:
+                v = kwargs.pop(n)
+                if v is None:
+                    continue
+                parse = FIELDS[n].metadata.get("parse")
+                settings[n] = parse(v) if parse else (str(v) if isinstance(v, Path) else v)
+            return fn(settings=settings, **kwargs)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__doc__, command.__name__ = fn.__doc__, fn.__name__
+        return command
+
+    return wrap
+
+
+# Options that several commands share, spelt and defaulted the same everywhere.
+Runs = Annotated[Path, typer.Option("--runs", help="Folder of runs (RUNS/seed0, RUNS/seed1, ...).")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Workers = Annotated[int, typer.Option(help="Data loader worker processes (default: the cores, at most 4).",
+                                      show_default=False)]
+CacheDir = Annotated[Path, typer.Option(help="Cache folder: prepared images and normalisation statistics.")]
+Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Read prepared images from the uint8 cache.")]
+Checkpoint = Annotated[str, typer.Option(help="Which checkpoint of each run: best, avg or last.")]
+Tta = Annotated[bool, typer.Option("--tta/--no-tta", help="Average the logits of the 8 dihedral views (4 rotations x flip).")]
+Split = Annotated[str, typer.Option(help="Split to predict: WBC2 (test) or WBC1.")]
+Labels = Annotated[Optional[Path], typer.Option(
+    help="Known labels (CSV with Image and Label or LabelID, or a folder of SPLIT.csv) to print F1; read only to report.")]
+Submission = Annotated[Optional[Path], typer.Option(help="Submission CSV to write.")]
+PxPerUm = Annotated[Optional[float], typer.Option(
+    "--px-per-um", help="Pixels per micrometre of the images in --images; the 25 um crop follows from it.")]
+CropPx = Annotated[Optional[int], typer.Option(help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
+
+DEFAULT_WORKERS = default_workers()

@@ -1,0 +1,242 @@
+"""Every setting of a training run, in one dataclass; the named recipes; the --demo budget preset.
+
+Each field carries its help text once (`metadata["help"]`); train.py's options, their shown
+defaults and config.json all come from here. No torch import: reading a config is cheap.
+
+Order of precedence, lowest first: the dataclass default (the `kit` recipe), the recipe's
+dict, the --demo preset, a recorded config.json (--config), and every option given.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import KitError
+
+FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
+# Pixels per micrometre of each dataset (challenge README): the 25 um crop follows from it.
+PX_PER_UM = {"Acevedo_20": 10.0, "Matek_19": 13.8, "WBC1": 11.52, "WBC2": 11.52}
+
+
+def crop_for(px_per_um: float) -> int:
+    """Side in pixels of the 25 um field for images with `px_per_um` pixels per micrometre."""
+    if not px_per_um > 0:
+        raise KitError(f"pixels per micrometre must be positive, not {px_per_um}")
+    return int(round(FIELD_UM * px_per_um))
+
+
+DEFAULT_CROP_PX = {d: crop_for(v) for d, v in PX_PER_UM.items()}  # 250, 345, 288, 288
+
+
+def default_workers() -> int:
+    """Loader worker processes: the cores this process may use, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores))
+
+
+def setting(default=None, help: str = "", *, factory=None, flag: str | None = None, cli: bool = True, parse=None,
+            choices: tuple | None = None):
+    """A config field with its help text (and how the CLI spells and parses it)."""
+    meta = {"help": help, "flag": flag, "cli": cli, "parse": parse, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise KitError(f"expected comma-separated numbers like 0.4,0.8, not {text!r}") from None
+
+
+def _crops(text: str) -> dict:
+    """'250,345,288' -> per-dataset 25 um crop sizes (Acevedo_20, Matek_19, WBC)."""
+    try:
+        a, m, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise KitError(f"--crop-px takes three integers like 250,345,288, not {text!r}") from None
+    return {"Acevedo_20": a, "Matek_19": m, "WBC1": w, "WBC2": w}
+
+
+SCHEDULES = ("inv", "step", "cosine")
+SELECTORS = ("snd", "source-val", "last")
+TARGET_NORMS = ("own", "source")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = setting(0, "Seed; names the run folder RUNS/seed{N}.")
+    recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, seed or source-only.",
+                          choices=("kit", "seed", "source-only"))
+    data_root: str = setting("data", "Data root in the challenge layout.")
+    splits_dir: str | None = setting(None, "Split files (default: DATA_ROOT/splits if present, else the kit's data_splits/).",
+                                     flag="splits")
+    runs: str = setting("runs", "Folder of runs; this run goes to RUNS/seed{N}.")
+    target: str = setting("WBC1", "Unlabelled target split used for adaptation and checkpoint choice.")
+    epochs: int = setting(50, "Epochs.")
+    iters_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the source training set).")
+    image_size: int = setting(224, "Training size in px; images are first cropped to 25 um and resized to 8/7 of it.")
+    batch_size: int = setting(32, "Images per domain per step (32: 32 source + 32 target).")
+    lr: float = setting(0.004, "Learning rate of the new layers (bottleneck and heads).")
+    backbone_lr_mult: float | None = setting(
+        None, "Backbone learning rate as a multiple of --lr (default: 0.1 with ImageNet weights, 1.0 from scratch).")
+    momentum: float = setting(0.9, "SGD (Nesterov) momentum.")
+    weight_decay: float = setting(5e-4, "SGD weight decay.")
+    lr_schedule: str = setting("inv", "Learning-rate schedule: inv (lr (1 + gamma step)^-decay), step (x factor at "
+                                      "fractions of the run) or cosine (to lr x min-frac).", choices=SCHEDULES)
+    lr_gamma: float = setting(0.0002, "inv schedule: gamma.")
+    lr_decay: float = setting(0.75, "inv schedule: decay power.")
+    lr_steps: tuple = setting((0.4, 0.8), "step schedule: fractions of the run at which the lr is multiplied by the factor.",
+                              parse=_floats)
+    lr_step_factor: float = setting(0.1, "step schedule: factor at each step.")
+    lr_min_frac: float = setting(0.0, "cosine schedule: final lr as a fraction of --lr.")
+    trade_off: float = setting(1.0, "Weight of the MDD transfer loss (0: no adversarial term).")
+    margin: float = setting(4.0, "MDD margin gamma.")
+    grl_hi: float = setting(0.1, "Final gradient-reversal coefficient.")
+    grl_max_iters: int = setting(1000, "Ramp length of the reversal coefficient (0: total steps / 20).")
+    target_in_batch: bool = setting(True, "Forward the target images with the sources in every step, so BatchNorm "
+                                          "sees both domains (off: the sources alone).")
+    target_norm: str = setting("own", "Normalisation of the target images: own (their own mean/std, label-free) or "
+                                      "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
+    bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
+    head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
+    select: str = setting("snd", "Label-free checkpoint choice for best.pt: snd (guarded SND on the target), "
+                                 "source-val (source-validation macro F1) or last.", choices=SELECTORS)
+    snd_temperature: float = setting(0.005, "SND temperature.")
+    min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
+    max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "
+                                           "never wins.")
+    pretrained: bool = setting(True, "ImageNet weights for resnet18.")
+    balanced: bool = setting(True, "Class-balanced sampling of the sources (off: natural frequencies).")
+    class_weighted_loss: bool = setting(False, "Inverse-frequency class weights in the classification loss.")
+    zoom: float = setting(0.2, "Scale augmentation: zoom the cell by a random factor in 1 +- zoom (0: off).")
+    val_fold: int = setting(0, "Source fold held out for validation (-1: none, train on every fold).")
+    crop_px: dict = setting(None, "25 um crop in px for Acevedo_20,Matek_19,WBC (from the datasets' px/um).",
+                            factory=lambda: dict(DEFAULT_CROP_PX), parse=_crops)
+    device: str = setting("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    workers: int = setting(None, "Data loader worker processes (default: the cores, at most 4).", factory=default_workers)
+    cache: bool = setting(True, "Read prepared images from a uint8 cache on disk.")
+    cache_dir: str = setting("cache", "Cache folder: prepared images and normalisation statistics.")
+    max_unreadable: float = setting(0.01, "Share of a dataset's images that may be unreadable (skipped).")
+    log_every: int = setting(10, "Steps between host syncs for the progress bar and the finiteness check.")
+    fast: bool = setting(True, "channels_last, plus bf16 autocast on CUDA (the CPU stays fp32).")
+    compile: bool = setting(False, "torch.compile the model for training (CUDA; the first steps are slow).")
+    average_last: int = setting(3, "Also write avg.pt, the mean weights of the last N epochs (0: off).")
+    bn_batches: int = setting(50, "Batches that re-estimate avg.pt's BatchNorm statistics after averaging (0: keep "
+                                  "the averaged ones).")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs) / f"seed{self.seed}"
+
+    @property
+    def work_size(self) -> int:
+        return self.image_size * 8 // 7  # 256 for 224, 73 for 64
+
+    def ramp_iters(self, total_steps: int) -> int:
+        return self.grl_max_iters or max(1, total_steps // 20)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_steps"] = list(self.lr_steps)
+        return d
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+# The kit's recipe is the dataclass's defaults. The issue "Adaptation that adapts" chooses its methods.
+KIT: dict = {}
+RECIPES = {
+    "kit": KIT,
+    # The write-up's recipe: what it states; everything else keeps the kit's default (config.json shows all).
+    "seed": {"lr": 0.001, "lr_schedule": "step", "lr_steps": (0.4, 0.8), "lr_step_factor": 0.1, "balanced": False,
+             "class_weighted_loss": True, "batch_size": 32, "epochs": 50, "trade_off": 1.0, "margin": 4.0,
+             "snd_temperature": 0.005, "select": "snd"},
+    # kit with every adaptation term and every use of target images switched off
+    "source-only": {**KIT, "trade_off": 0.0, "target_in_batch": False, "target_norm": "source", "select": "source-val"},
+}
+RECIPE_NOTES = {
+    "kit": "the kit's default: MDD (trade-off 1, margin 4), class-balanced sampling, lr 0.004 with the inv schedule, "
+           "guarded SND choice",
+    "seed": "the write-up's recipe: lr 0.001 x0.1 at 40% and 80% of the run, inverse-frequency class weights on "
+            "naturally sampled batches, batch 32, 50 epochs, MDD trade-off 1, margin 4, SND (T 0.005)",
+    "source-only": "kit without adaptation: no transfer loss, no target image in any training step, the target "
+                   "normalised with the sources' statistics, best.pt by source-validation F1",
+}
+
+# The budget preset: small images, a short run, no ImageNet download. Combines with any recipe.
+DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 10, "iters_per_epoch": 50, "pretrained": False,
+        "grl_max_iters": 0}  # a 500-step run: tie the reversal ramp to its length
+
+
+def _check(cfg: TrainConfig) -> TrainConfig:
+    for name, f in FIELDS.items():
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, name) not in choices:
+            raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 16:
+        raise KitError("--epochs and --batch-size must be at least 1, --image-size at least 16")
+    return cfg
+
+
+def read_config_file(path) -> dict:
+    """The settings recorded in a run's config.json (keys that are not settings are ignored)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise KitError(f"no config file {path}")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise KitError(f"{path} is not valid JSON ({e})") from None
+    out = {k: v for k, v in saved.items() if k in FIELDS}
+    if "lr_steps" in out:
+        out["lr_steps"] = tuple(out["lr_steps"])
+    return out
+
+
+def make_config(recipe: str | None = None, demo: bool = False, config_file=None, **given) -> TrainConfig:
+    """The run's settings: defaults < recipe < --demo < config file < every option given (not None)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    recorded = read_config_file(config_file) if config_file else {}
+    name = recipe or recorded.get("recipe") or "kit"
+    if name not in RECIPES:
+        raise KitError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    values = {**RECIPES[name], **(DEMO if demo else {}), **recorded, **given, "recipe": name}
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise KitError(f"unknown settings {unknown}")
+    cfg = dataclasses.replace(TrainConfig(), **values)
+    if cfg.backbone_lr_mult is None:  # ImageNet weights move slowly; a random backbone learns at the head's rate
+        cfg = dataclasses.replace(cfg, backbone_lr_mult=0.1 if cfg.pretrained else 1.0)
+    return _check(cfg)
+
+
+def shown_default(name: str) -> str | None:
+    """The default as --help shows it, with what the recipes and --demo change; None where the help
+    text itself says what the default is."""
+    f = FIELDS[name]
+    if "(default:" in f.metadata["help"]:
+        return None
+    base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    changes = [f"{r}: {_fmt(v[name])}" for r, v in RECIPES.items() if name in v and v[name] != base]
+    if name in DEMO:
+        changes.append(f"--demo: {_fmt(DEMO[name])}")
+    return _fmt(base) + (f"; {'; '.join(changes)}" if changes else "")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple):
+        return ",".join(_fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ",".join(str(v[k]) for k in ("Acevedo_20", "Matek_19", "WBC1"))
+    return str(v)

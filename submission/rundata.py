@@ -1,0 +1,117 @@
+"""The data of one training run: source train / source validation / target, their normalisation,
+and the policy for images that cannot be read."""
+
+from pathlib import Path
+
+import numpy as np
+
+from .classes import CLASSES, NUM_CLASSES
+from .data import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
+from .errors import KitError, warn
+from .files import cache_key, write_json
+from .splits import SOURCES, load_split, resolve_splits_dir
+from .transforms import cached_stats, channel_stats, eval_transform, train_transform
+
+
+class IndexedImages:
+    """A view of prepared images restricted to `index` (the readable ones)."""
+
+    def __init__(self, images, index):
+        self.images, self.index = images, np.asarray(index)
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return self.images[int(self.index[i])]
+
+
+def prepared_images(rel_paths, name, data_root, crop_px, work_size, cache, cache_dir, workers, progress):
+    """The prepared images of a list of files (cached or direct) and [(index, error)] for unreadable ones."""
+    if cache:
+        return cached_images(rel_paths, data_root, crop_px, work_size, cache_dir, name, workers, progress)
+    paths = [Path(data_root) / p for p in rel_paths]
+    errors = prepare_all(paths, crop_px, work_size, None, workers, progress, f"checking {name}")
+    return DirectImages(paths, crop_px, work_size), errors
+
+
+def drop_unreadable(frame, errors, dataset, max_share, report_dir) -> np.ndarray:
+    """Row indices to keep. Unreadable files are skipped with one warning; above `max_share`
+    of the dataset the run stops before it starts. Either way the list goes to a file."""
+    if not errors:
+        return np.arange(len(frame))
+    report = Path(report_dir) / f"unreadable_{dataset}.json"
+    write_json(report, [msg for _, msg in errors])
+    share = len(errors) / len(frame)
+    first = "; ".join(msg for _, msg in errors[:3])
+    if share > max_share:
+        raise KitError(
+            f"{dataset}: {len(errors)} of {len(frame)} images cannot be read ({share:.1%}, over the "
+            f"{max_share:.0%} limit): {first}. All are listed in {report}"
+        )
+    warn(f"{dataset}: skipping {len(errors)} unreadable images ({first}); all listed in {report}")
+    bad = {i for i, _ in errors}
+    return np.array([i for i in range(len(frame)) if i not in bad])
+
+
+def dataset_stats(images, rel_paths, data_root, dataset, crop_px, work_size, cache_dir):
+    """Per-dataset RGB mean/std of the prepared images (up to 2000, evenly spaced), cached in CACHE_DIR/stats.json."""
+    key = cache_key(rel_paths, data_root, kind="stats", crop=crop_px, size=work_size)
+    n = len(images)
+    pick = np.unique(np.linspace(0, n - 1, min(n, 2000)).astype(int))
+    return cached_stats(Path(cache_dir) / "stats.json", dataset, key, lambda: channel_stats(images[int(i)] for i in pick))
+
+
+def pooled(stats: list[dict]) -> dict:
+    """The sources' pooled normalisation (the mean of their means and stds), for a target that may not use its own."""
+    return {k: [round(float(v), 6) for v in np.mean([s[k] for s in stats], axis=0)] for k in ("mean", "std")}
+
+
+class RunData:
+    """Datasets of one training run. `run_info` goes into every checkpoint: the normalisation of each
+    dataset (the target's as the run used it), the resolved data root and split folder."""
+
+    def __init__(self, cfg, run_dir: Path, progress=None):
+        data_root = Path(cfg.data_root)
+        splits_dir = resolve_splits_dir(data_root, Path(cfg.splits_dir) if cfg.splits_dir else None)
+        normalization, self.class_mix, prepared = {}, {}, {}
+        for dataset in (*SOURCES, cfg.target):
+            frame = load_split(splits_dir, dataset, data_root)
+            crop = cfg.crop_px[dataset]
+            images, errors = prepared_images(frame["path"].tolist(), dataset, data_root, crop, cfg.work_size, cfg.cache,
+                                             cfg.cache_dir, cfg.workers, progress)
+            keep = drop_unreadable(frame, errors, dataset, cfg.max_unreadable, run_dir)
+            frame, images = frame.iloc[keep].reset_index(drop=True), IndexedImages(images, keep)
+            mean, std = dataset_stats(images, frame["path"].tolist(), data_root, dataset, crop, cfg.work_size, cfg.cache_dir)
+            normalization[dataset] = {"mean": mean, "std": std}
+            prepared[dataset] = (frame, images)
+        if cfg.target_norm == "source":
+            normalization[cfg.target] = pooled([normalization[d] for d in SOURCES])
+        self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
+                         "splits_dir": str(splits_dir.resolve())}
+
+        def cells(images, labels, train, norm):
+            t = train_transform(cfg.image_size, norm["mean"], norm["std"], zoom=cfg.zoom) if train else \
+                eval_transform(cfg.image_size, norm["mean"], norm["std"])
+            return CellDataset(images, labels, t)
+
+        frame, images = prepared[cfg.target]
+        norm = normalization[cfg.target]
+        self.target_train = cells(images, np.full(len(frame), -1), True, norm)
+        self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
+        self.target_paths = frame["path"].tolist()
+        train_parts, val_parts = [], []
+        for dataset in SOURCES:
+            frame, images = prepared[dataset]
+            is_val = (frame["fold"] == cfg.val_fold).to_numpy()
+            labels = frame["label_id"].to_numpy()
+            self.class_mix[dataset] = (np.bincount(labels, minlength=NUM_CLASSES) / len(labels)).tolist()
+            tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            train_parts.append(cells(IndexedImages(images, tr), labels[tr], True, normalization[dataset]))
+            if len(va):
+                val_parts.append(cells(IndexedImages(images, va), labels[va], False, normalization[dataset]))
+        self.source_train = CellConcat(train_parts)
+        self.source_val = CellConcat(val_parts) if val_parts else None
+        missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
+        if missing:
+            warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")

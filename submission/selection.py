@@ -1,0 +1,81 @@
+"""Label-free scores of a model's target predictions and the checkpoint choice: pure functions
+over arrays (NumPy only), so any validator can be scored later on saved outputs without retraining."""
+
+import math
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _xlogx(p: np.ndarray) -> np.ndarray:
+    return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+
+
+def entropy(probs) -> float:
+    """Mean Shannon entropy (nats) of the rows of `probs` (N, K). Lower is more confident."""
+    return float(-_xlogx(np.asarray(probs, np.float64)).sum(1).mean())
+
+
+def snd(probs, temperature: float = 0.005) -> float:
+    """Soft neighbourhood density (Saito et al., ICCV 2021) of softmax outputs (N, K).
+
+    Rows are L2-normalised, X = F F^T with the diagonal masked, a row-wise softmax of
+    X / temperature gives each point's neighbour distribution; SND is the mean entropy
+    of those distributions. Higher means denser neighbourhoods. A model that maps
+    everything to one class scores highest of all: guard against collapse.
+    """
+    f = np.asarray(probs, np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    sim = f @ f.T / temperature
+    np.fill_diagonal(sim, -np.inf)
+    sim -= sim.max(1, keepdims=True)
+    p = np.exp(sim)
+    p /= p.sum(1, keepdims=True)
+    return float(-_xlogx(p).sum(1).mean())
+
+
+def prediction_counts(pred, num_classes: int = 11) -> np.ndarray:
+    return np.bincount(np.asarray(pred, dtype=np.int64), minlength=num_classes)
+
+
+def target_scores(logits: np.ndarray, classes, temperature: float, min_pred_classes: int, max_entropy_frac: float) -> dict:
+    """Label-free scores of the target predictions: SND, entropy, predicted class mix, and the guard.
+
+    SND is highest for a model whose softmax vectors all look alike, which happens in two
+    ways: a collapse onto few classes, and near-uniform predictions of an undertrained
+    model. The guard rules out both: at least `min_pred_classes` distinct predicted
+    classes, and a mean entropy of at most `max_entropy_frac` x ln(K).
+    """
+    probs = softmax(logits)
+    counts = prediction_counts(probs.argmax(1), len(classes))
+    n_pred = int((counts > 0).sum())
+    ent = entropy(probs)
+    row = {
+        "target_snd": snd(probs, temperature),
+        "target_entropy": ent,
+        "target_pred_classes": n_pred,
+        "target_guard_ok": int(n_pred >= min_pred_classes and ent <= max_entropy_frac * math.log(logits.shape[1])),
+    }
+    row.update({f"target_frac_{c}": float(counts[i] / counts.sum()) for i, c in enumerate(classes)})
+    return row
+
+
+def selection_key(row: dict, select: str = "snd") -> tuple:
+    """The checkpoint choice as a sort key (a later epoch must be strictly better to win).
+
+    snd: an epoch that passes the guard beats one that does not, then the higher SND;
+    source-val: the higher source-validation macro F1; last: the latest epoch.
+    """
+    if select == "snd":
+        return (int(row["target_guard_ok"]), float(row["target_snd"]))
+    if select == "source-val":
+        return (float(row["source_val_f1"]),)
+    if select == "last":
+        return (int(row["epoch"]),)
+    raise ValueError(f"unknown checkpoint choice {select!r}")
