@@ -61,16 +61,17 @@ def main(
     for path in paths:
         ckpt = load_checkpoint(path)
         if images is not None:
-            key = (images, folder_crop)
-            if folder_crop is None:
+            crop = folder_crop
+            if crop is None:
                 crop = ckpt["crop_px"][ckpt["target"]]
                 console.print(f"[yellow]scale of {images} not given[/]: assuming the run's {ckpt['target']} scale, "
                               f"{crop} px = 25 um ({crop / 25:.2f} px/um); give --px-per-um for this microscope",
                               highlight=False)
+            key = (images, crop)
         else:
             key = (data_root or ckpt["data_root"], None if data_root else ckpt["splits_dir"])
         if key not in targets:
-            targets[key] = Target.from_folder(images, folder_crop) if images is not None else \
+            targets[key] = Target.from_folder(images, key[1]) if images is not None else \
                 Target.from_split(split, Path(key[0]), key[1])
         target = targets[key]
         with data_progress(console) as progress:

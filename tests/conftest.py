@@ -36,3 +36,23 @@ def tiny_config(demo: Path, out: Path, **kw) -> TrainConfig:
         grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2,
     )
     return make_config(recipe, **{**settings, **kw})
+
+
+@pytest.fixture
+def interrupt_at_evaluation(monkeypatch):
+    """interrupt_at_evaluation(n): raise KeyboardInterrupt (as Ctrl-C would) at the n-th per-epoch
+    evaluation of a run, so epoch n-1 is never saved. Deterministic, unlike a timed signal."""
+    import submission.training as training
+
+    def arm(n: int):
+        real, calls = training.evaluate, []
+
+        def evaluate(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(training, "evaluate", evaluate)
+
+    return arm

@@ -1,5 +1,7 @@
 """End to end on the tiny demo: two runs, TTA inference, ensemble, a CSV that passes --check."""
 
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -22,7 +24,7 @@ def two_runs(demo, tmp_path_factory):
     cache = out / "cache"
     for seed in (0, 1):
         _ok(runner.invoke(train.app, [
-            "--seed", str(seed), "--data-root", str(demo / "data"), "--out", str(out), "--epochs", "1",
+            "--seed", str(seed), "--data-root", str(demo / "data"), "--runs", str(out), "--epochs", "1",
             "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0",
             "--device", "cpu", "--cache-dir", str(cache), "--min-pred-classes", "1"]))
     return out
@@ -33,10 +35,10 @@ def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
     out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--tta", "--labels", str(demo / "labels"), *cache]))
     assert "macro F1" in out
     for seed in (0, 1):
-        logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2.csv")
+        logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2_best_tta.csv")
         assert list(logits.columns[:2]) == ["Image", "basophil"] and len(logits) == 30
     sub = tmp_path / "submission.csv"
-    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--out", str(sub), "--labels", str(demo / "labels"),
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub), "--labels", str(demo / "labels"),
                                            "--plot", str(tmp_path / "ensemble.png")]))
     assert "ensemble" in out and "agreement" in out and (tmp_path / "ensemble.png").stat().st_size > 10_000
     frame = pd.read_csv(sub)
@@ -46,37 +48,46 @@ def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
     # a broken file fails the check with one line, no traceback
     frame.iloc[:-1].to_csv(tmp_path / "short.csv", index=False)
     result = runner.invoke(ensemble.app, ["--runs", str(two_runs), "--check", str(tmp_path / "short.csv")])
-    assert result.exit_code == 2 and "1 images of the split are missing" in result.output
+    assert result.exit_code == 1 and "1 images of the split are missing" in result.output
     assert "Traceback" not in result.output
 
 
 def test_single_run_writes_the_submission_and_wbc1_too(demo, two_runs, tmp_path):
     sub = tmp_path / "one.csv"
-    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--no-tta", "--out", str(sub),
+    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--no-tta", "--submission", str(sub),
                                   "--cache-dir", str(two_runs / "cache")]))
     assert len(pd.read_csv(sub)) == 30
-    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--split", "WBC1", "--out", str(tmp_path / "w1.csv"),
+    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--split", "WBC1", "--submission", str(tmp_path / "w1.csv"),
                                   "--cache-dir", str(two_runs / "cache")]))
-    assert (two_runs / "seed0/logits_WBC1.csv").is_file()
+    assert (two_runs / "seed0/logits_WBC1_best_tta.csv").is_file()
 
 
 def test_any_folder_of_images(demo, two_runs, tmp_path):
-    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", str(demo / "data/WBC2/DATA-TEST"),
-                                  "--out", str(tmp_path / "f.csv"), "--no-cache"]))
+    folder = str(demo / "data/WBC2/DATA-TEST")
+    out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--submission", str(tmp_path / "f.csv"),
+                                        "--no-cache"]))
+    assert "assuming the run's WBC1 scale, 288 px = 25 um" in out.replace("\n", " ")
     assert len(pd.read_csv(tmp_path / "f.csv")) == 30
+    out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--px-per-um", "10",
+                                        "--submission", str(tmp_path / "g.csv"), "--no-cache"]))
+    assert "assuming" not in out
+    meta = json.loads((two_runs / "seed0/logits_DATA-TEST_best_tta.json").read_text())
+    assert meta["crop_px"] == 250 and meta["checkpoint"] == "best" and meta["tta"] is True
 
 
 def test_user_errors_are_one_line(tmp_path):
     result = runner.invoke(infer.app, ["--runs", str(tmp_path / "nothing")])
-    assert result.exit_code == 2 and "no runs with best.pt" in result.output and "Traceback" not in result.output
-    result = runner.invoke(train.app, ["--data-root", str(tmp_path), "--out", str(tmp_path / "r"), "--no-pretrained",
+    assert result.exit_code == 1 and "no runs with best.pt" in result.output and "Traceback" not in result.output
+    result = runner.invoke(train.app, ["--data-root", str(tmp_path), "--runs", str(tmp_path / "r"), "--no-pretrained",
                                        "--splits", str(tmp_path)])
-    assert result.exit_code == 2 and "no split file" in result.output
+    assert result.exit_code == 1 and "no split file" in result.output
+    result = runner.invoke(train.app, ["--recipe", "fancy"])
+    assert result.exit_code == 1 and "unknown recipe 'fancy'" in result.output
 
 
 def test_help_shows_the_defaults():
     out = _ok(runner.invoke(train.app, ["--help"]))
-    assert "(default: 50)" in out and "--no-pretrained" in out and "--trade-off" in out
+    assert "--no-pretrained" in out and "--trade-off" in out and "--recipe" in out and "--lr-schedule" in out
 
 
 def test_error_messages_keep_brackets(tmp_path):
@@ -91,4 +102,74 @@ def test_error_messages_keep_brackets(tmp_path):
     app = typer.Typer()
     app.command()(fail)
     result = runner.invoke(app, [])
-    assert result.exit_code == 2 and "['a', 'b'] and [bold]x[/bold]" in result.output
+    assert result.exit_code == 1 and "['a', 'b'] and [bold]x[/bold]" in result.output
+
+
+def test_ensemble_refuses_to_mix_kinds_unless_asked(two_runs, tmp_path):
+    cache = ["--cache-dir", str(two_runs / "cache")]
+    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--no-tta", "--submission", str(tmp_path / "a.csv"), *cache]))
+    _ok(runner.invoke(infer.app, [str(two_runs / "seed1"), "--checkpoint", "avg", "--submission", str(tmp_path / "b.csv"),
+                                  *cache]))
+    files = [str(two_runs / "seed0/logits_WBC2_best_notta.csv"), str(two_runs / "seed1/logits_WBC2_avg_tta.csv")]
+    result = runner.invoke(ensemble.app, [*files, "--submission", str(tmp_path / "mixed.csv")])
+    assert result.exit_code == 1 and "different kinds" in result.output and "--mix" in result.output
+    assert not (tmp_path / "mixed.csv").exists()
+    _ok(runner.invoke(ensemble.app, [*files, "--mix", "--submission", str(tmp_path / "mixed.csv")]))
+    # a run folder lacking the kind asked for is named, not silently skipped
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--checkpoint", "avg", "--submission",
+                                           str(tmp_path / "avg.csv")]))
+    assert "seed0 has no logits_WBC2_avg_tta.csv" in out.replace("\n", " ")
+
+
+BLOCK_HEAVY = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'cv2', 'albumentations'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ['ensemble.py'] + sys.argv[1:]
+runpy.run_path('ensemble.py', run_name='__main__')
+"""
+
+
+def test_ensemble_and_its_check_import_neither_torch_nor_opencv(two_runs, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = lambda *a: subprocess.run([sys.executable, "-c", BLOCK_HEAVY, *a], cwd=root, capture_output=True, text=True)  # noqa: E731
+    assert run("--help").returncode == 0
+    sub = tmp_path / "s.csv"
+    _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--submission", str(sub), "--cache-dir", str(two_runs / "cache")]))
+    checked = run("--runs", str(two_runs), "--check", str(sub))
+    assert checked.returncode == 0 and "is a valid submission" in checked.stdout, checked.stderr
+    made = run("--runs", str(two_runs), "--submission", str(tmp_path / "e.csv"))
+    assert made.returncode == 0, made.stderr
+
+
+def test_every_setting_has_its_option_with_the_dataclass_default():
+    """The options are generated from TrainConfig: each field has one, its shown default is the field's."""
+    import dataclasses
+
+    import typer.main
+
+    from submission.config import FIELDS, TrainConfig, shown_default
+
+    command = typer.main.get_command(train.app)
+    options = {p.name: p for p in command.params if p.param_type_name == "option"}
+    for name, f in FIELDS.items():
+        assert name in options, name
+        if name == "recipe":  # train.py's own option: it chooses the dict the others come from
+            continue
+        shown = shown_default(name)
+        if shown is not None:
+            default = getattr(TrainConfig(), name)
+            first = shown.split(";")[0]
+            if isinstance(default, bool):
+                assert first == ("on" if default else "off"), name
+            elif isinstance(default, (int, float, str)):
+                assert first == str(default), name
+            assert f"(default: {shown})" in options[name].help, name
+    assert not dataclasses.fields(TrainConfig)[0].metadata["help"] == ""

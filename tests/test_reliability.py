@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import infer
 from submission.errors import KitError
 from submission.splits import scan_dataset
-from submission.training import fit, load_checkpoint
+from submission.checkpoint import load_checkpoint
+from submission.training import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,9 +59,9 @@ def test_unreadable_target_images_block_the_submission(demo_copy, tmp_path, tiny
     wbc2 = sorted((demo_copy / "data/WBC2/DATA-TEST").iterdir())
     wbc2[0].write_bytes(b"garbage")
     wbc2[1].write_bytes(b"")
-    result = CliRunner().invoke(infer.app, [str(tmp_path / "runs/seed0"), "--out", str(tmp_path / "s.csv"),
+    result = CliRunner().invoke(infer.app, [str(tmp_path / "runs/seed0"), "--submission", str(tmp_path / "s.csv"),
                                             "--no-cache"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "2 target images cannot be read" in result.output
     assert wbc2[0].name in result.output and wbc2[1].name in result.output
     assert not (tmp_path / "s.csv").exists()
@@ -83,33 +84,31 @@ def test_nan_loss_stops_with_the_step_and_losses(tmp_path, tiny):
         fit(cfg)
 
 
-def _train_cmd(demo: Path, out: Path, epochs: int, *extra):
-    return [sys.executable, str(ROOT / "train.py"), "--data-root", str(demo / "data"), "--out", str(out),
-            "--epochs", str(epochs), "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8",
-            "--no-pretrained", "--workers", "0", "--device", "cpu", "--cache-dir", str(out / "cache"),
-            "--grl-max-iters", "10", "--min-pred-classes", "1", *extra]
+def _train_args(demo: Path, out: Path, epochs: int, *extra):
+    return ["--data-root", str(demo / "data"), "--runs", str(out), "--epochs", str(epochs), "--iters-per-epoch", "3",
+            "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0", "--device", "cpu",
+            "--cache-dir", str(out / "cache"), "--grl-max-iters", "10", "--min-pred-classes", "1", *extra]
 
 
-def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    epochs = 8  # long enough that the interrupt lands inside the epoch loop
-    full = subprocess.run(_train_cmd(demo, tmp_path / "full", epochs), env=env, capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(_train_cmd(demo, tmp_path / "part", epochs), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_path, monkeypatch, interrupt_at_evaluation):
+    """Ctrl-C injected deterministically: KeyboardInterrupt at the 3rd epoch's evaluation."""
+    import train
+
+    runner = CliRunner()
+    epochs = 4
+    full = runner.invoke(train.app, _train_args(demo, tmp_path / "full", epochs))
+    assert full.exit_code == 0, full.output
+    interrupt_at_evaluation(3)
+    cut = runner.invoke(train.app, _train_args(demo, tmp_path / "part", epochs))
+    monkeypatch.undo()
+    assert cut.exit_code == 130, cut.output
+    assert "holds epoch 1; continue with --resume" in cut.output.replace("\n", " ") and "Traceback" not in cut.output
     last = tmp_path / "part/seed0/last.pt"
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
-    assert "continue with --resume" in out and "Traceback" not in out
-    assert 0 <= load_checkpoint(last)["epoch"] < epochs - 1
-    again = subprocess.run(_train_cmd(demo, tmp_path / "part", epochs), env=env, capture_output=True, text=True)
-    assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = subprocess.run(_train_cmd(demo, tmp_path / "part", epochs, "--resume"), env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(last)["epoch"] == 1
+    again = runner.invoke(train.app, _train_args(demo, tmp_path / "part", epochs))
+    assert again.exit_code == 1 and "--resume" in again.output
+    resumed = runner.invoke(train.app, _train_args(demo, tmp_path / "part", epochs, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
     a = pd.read_csv(tmp_path / "full/seed0/metrics.csv")
     b = pd.read_csv(tmp_path / "part/seed0/metrics.csv")
     pd.testing.assert_frame_equal(a, b)
@@ -118,7 +117,7 @@ def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_
 
 WRITER = """
 import sys, torch
-from submission.io import save_torch
+from submission.files import save_torch
 path = sys.argv[1]
 i = 0
 while True:

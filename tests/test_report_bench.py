@@ -45,13 +45,15 @@ def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
     from submission.submit import read_labels
 
     base = tiny(tmp_path, epochs=3)
-    runs = train_all(base, tmp_path / "exp", [0])
-    assert set(runs) == {("source_only", 0), ("mdd", 0)}
-    assert json.loads((runs[("source_only", 0)] / "config.json").read_text())["trade_off"] == 0.0
+    configs = {"source-only": tiny(tmp_path, epochs=3, recipe="source-only"), "kit": base}
+    runs = train_all(configs, tmp_path / "exp", [0])
+    assert set(runs) == {("source-only", 0), ("kit", 0)}
+    config = json.loads((runs[("source-only", 0)] / "config.json").read_text())
+    assert config["trade_off"] == 0.0 and config["recipe"] == "source-only"
     results = evaluate_runs(runs, "WBC2", demo / "data", read_labels(demo / "labels", "WBC2"), base.cache_dir, "cpu")
-    assert len(results) == 2 * 3 + 2 and results["macro_f1"].between(0, 1).all()
-    assert "SND choice + TTA" in markdown(summarize(results))
-    per_epoch, table = selection_study([runs[("mdd", 0)]], read_labels(demo / "labels", "WBC1"), base.cache_dir, "cpu")
+    assert len(results) == 2 * 4 + 2 and results["macro_f1"].between(0, 1).all()
+    assert "run's choice + TTA" in markdown(summarize(results)) and "avg.pt + TTA" in markdown(summarize(results))
+    per_epoch, table = selection_study([runs[("kit", 0)]], read_labels(demo / "labels", "WBC1"), base.cache_dir, "cpu")
     assert len(per_epoch) == 3 and per_epoch["target_true_f1"].between(0, 1).all()
     assert set(table["criterion"]) == {"SND with the guard", "lowest target entropy", "source-val F1", "last epoch",
                                        "average of the last epochs' weights"}

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,45 @@ def test_committed_splits_hold_the_real_lists(dataset, n):
     else:
         assert set(frame["fold"]) == {0, 1, 2, 3, 4}
         assert (frame["label"].map(CLASSES.index) == frame["label_id"]).all()
+
+
+def fingerprint(pairs) -> str:
+    """sha256 of the sorted 'path label' lines of a file list (targets: the path alone)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(pairs)).encode()).hexdigest()
+
+
+def csv_pairs(dataset):
+    frame = load_split(REPO_SPLITS, dataset)
+    if dataset.startswith("WBC"):
+        return list(frame["path"])
+    return [f"{p} {l}" for p, l in zip(frame["path"], frame["label_id"])]
+
+
+def list_pairs(dataset):
+    from submission.splits import LIST_FILES
+
+    lines = [l.rsplit(maxsplit=1) for l in (LISTS / LIST_FILES[dataset]).read_text().splitlines() if l.strip()]
+    return [p for p, _ in lines] if dataset.startswith("WBC") else [f"{p} {l}" for p, l in lines]
+
+
+# The challenge lists' fingerprints, computed from ../shared/challenge/*.txt when the splits were built.
+LIST_FINGERPRINTS = json.loads((REPO_SPLITS / "challenge_lists.sha256.json").read_text())
+
+
+@pytest.mark.parametrize("dataset", REAL_COUNTS)
+def test_committed_splits_hold_exactly_the_challenge_lists(dataset):
+    """Always runs: the committed splits against the committed fingerprint of the challenge's lists."""
+    assert fingerprint(csv_pairs(dataset)) == LIST_FINGERPRINTS[dataset]
+
+
+@pytest.mark.parametrize("dataset", REAL_COUNTS)
+def test_the_committed_fingerprints_are_those_of_the_lists(dataset):
+    """Where the lists are beside the checkout (CI has them), the fingerprints are checked against them too."""
+    if not LISTS.is_dir():
+        pytest.skip("the challenge file lists are not beside the checkout; the fingerprint test above still ran")
+    assert fingerprint(list_pairs(dataset)) == LIST_FINGERPRINTS[dataset]
 
 
 @pytest.mark.skipif(not LISTS.is_dir(), reason="the challenge file lists are not beside the checkout")

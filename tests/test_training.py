@@ -85,26 +85,11 @@ def test_a_run_folder_is_not_overwritten(tiny, tmp_path):
     fit(cfg, overwrite=True)
 
 
-def interrupt_at_evaluation(monkeypatch, n: int):
-    """Raise KeyboardInterrupt (as Ctrl-C would) at the n-th per-epoch evaluation: epoch n-1 is never saved."""
-    import submission.training as training
-
-    real, calls = training.evaluate, []
-
-    def evaluate(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == n:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "evaluate", evaluate)
-
-
-def test_resume_ends_like_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
+def test_resume_ends_like_an_uninterrupted_run(tiny, tmp_path, monkeypatch, interrupt_at_evaluation):
     """Interrupted inside the averaging window: metrics, best.pt and avg.pt match an uninterrupted run."""
     fit(tiny(tmp_path / "full", epochs=4, average_last=3, bn_batches=0))
     part = tiny(tmp_path / "part", epochs=4, average_last=3, bn_batches=0)
-    interrupt_at_evaluation(monkeypatch, 3)
+    interrupt_at_evaluation(3)
     with pytest.raises(KeyboardInterrupt):
         fit(part)
     monkeypatch.undo()

@@ -121,3 +121,67 @@ def test_fog_picture(tmp_path):
 
     fog_picture(tmp_path / "fog.png", size=64)
     assert Image.open(tmp_path / "fog.png").size == (64 * 8, 64 * 4)
+
+
+def _disc_radius(img) -> float:
+    """Radius of the bright disc in an image, from its area."""
+    return float(np.sqrt((img[..., 0] > 127).sum() / np.pi))
+
+
+def test_zoom_changes_the_cells_size_in_the_output():
+    """A disc of radius 15 px, zoomed by the kit's scale augmentation: the measured radius ratio
+    spans 0.8..1.2 over seeds (the old RandomScale followed by Resize to the same size left it at 1.0)."""
+    from submission.transforms import _compose, zoom_transform
+
+    import cv2
+
+    disc = np.zeros((73, 73, 3), np.uint8)
+    cv2.circle(disc, (36, 36), 15, (255, 255, 255), -1)
+    r0 = _disc_radius(disc)
+    ratios = []
+    for seed in range(30):
+        t = _compose([zoom_transform(0.2, p=1.0)])
+        t.set_random_seed(seed)
+        ratios.append(_disc_radius(t(image=disc)["image"]) / r0)
+    assert min(ratios) >= 0.78 and max(ratios) <= 1.22
+    assert min(ratios) < 0.9 and max(ratios) > 1.1
+    old = _compose([A.RandomScale(scale_limit=0.2, p=1.0), A.Resize(height=73, width=73)])
+    old.set_random_seed(0)
+    assert _disc_radius(old(image=disc)["image"]) / r0 == pytest.approx(1.0, abs=0.02)
+
+
+def test_zoom_comes_before_the_random_crop_and_can_be_switched_off():
+    names = [type(t).__name__ for t in train_transform(32, [0.5] * 3, [0.2] * 3)]
+    assert names[:2] == ["Affine", "RandomCrop"] and "RandomScale" not in names and "Resize" not in names
+    assert "Affine" not in [type(t).__name__ for t in train_transform(32, [0.5] * 3, [0.2] * 3, zoom=0.0)]
+
+
+def naive_fog(img, intensity, alpha_coef, centres, radii):
+    """RandomFog's rule drawn particle by particle: a hard white disc blended with alpha, then the closing blur."""
+    import cv2
+
+    out = img.astype(np.float32)
+    a = alpha_coef * intensity
+    for (x, y), r in zip(centres, radii):
+        m = np.zeros(img.shape[:2], np.uint8)
+        cv2.circle(m, (int(x), int(y)), int(r), 1, -1)
+        out[m > 0] += a * (255.0 - out[m > 0])
+    k = max(3, min(img.shape[:2]) // 30) | 1
+    return np.clip(cv2.GaussianBlur(out, (k, k), 0) + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("intensity", [0.3, 0.65, 1.0])
+def test_fast_fog_matches_a_naive_per_particle_blend_on_one_layout(intensity):
+    """Same particles: the same total brightening (within 3%) and the same picture (correlation > 0.9)."""
+    from submission.transforms import fast_fog, fog_particles
+
+    img = np.full((224, 224, 3), 100, np.uint8)
+    centres, radii = fog_particles((224, 224), intensity, np.random.default_rng(3))
+    ref = naive_fog(img, intensity, 0.08, centres, radii).astype(float)
+    fast = fast_fog(img, intensity, 0.08, centres, radii).astype(float)
+    assert (fast - 100).mean() == pytest.approx((ref - 100).mean(), rel=0.03)
+    assert np.corrcoef(ref[..., 0].ravel(), fast[..., 0].ravel())[0, 1] > 0.9
+
+
+def test_px_per_um_defines_the_25um_crop():
+    assert crop_for(10.0) == 250 and crop_for(13.8) == 345 and crop_for(11.52) == 288
