@@ -77,21 +77,21 @@ def model_from_checkpoint(ckpt: dict) -> MDDNet:
 
 
 class RunningAverage:
-    """The element-wise mean of the weights of the epochs added so far, kept as one copy (in float64,
-    so the mean of N epochs equals their sum / N up to rounding). Integer buffers keep the last value."""
+    """The element-wise mean of the weights of the epochs added so far, kept as one copy (one model's
+    size, not one per epoch): mean += (w - mean) / n. Integer buffers keep the last value."""
 
     def __init__(self, state: dict | None = None, epochs: list[int] | None = None):
-        self.sum = state  # running mean, float64 for floating tensors
+        self.sum = state  # the running mean
         self.epochs = list(epochs or [])
 
     def add(self, model_state: dict, epoch: int) -> None:
         n = len(self.epochs)
         new = {k: v.detach().to("cpu", copy=True) for k, v in model_state.items()}
         if self.sum is None:
-            self.sum = {k: v.double() if v.is_floating_point() else v for k, v in new.items()}
+            self.sum = new
         else:
             for k, v in new.items():
-                self.sum[k] = self.sum[k] + (v.double() - self.sum[k]) / (n + 1) if v.is_floating_point() else v
+                self.sum[k] = self.sum[k] + (v - self.sum[k]) / (n + 1) if v.is_floating_point() else v
         self.epochs.append(epoch)
 
     def state_dict_like(self, reference: dict) -> dict:

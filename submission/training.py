@@ -179,7 +179,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     history=history, best=best, average=average.to_dict() if average.epochs else None))
                 saved_epoch = epoch
                 write_csv(run_dir / "metrics.csv", pd.DataFrame(history))
-                progress.console.print(epoch_line(row, cfg, is_best, time.time() - t0), highlight=False)
+                progress.console.print(epoch_line(row, cfg, is_best, time.time() - t0), highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         progress.stop()
         done = f"{run_dir / 'last.pt'} holds epoch {saved_epoch}" if saved_epoch >= 0 else "no epoch finished yet"
