@@ -17,6 +17,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode="rich")
 Writes RUNS/seed{{N}}/: config.json (every setting), metrics.csv (one row per epoch), last.pt, best.pt
 (the epoch chosen without target labels, see --select) and avg.pt (the mean weights of the last epochs).
 
+Under torchrun (torchrun --nproc_per_node N train.py ...) one run trains on N processes; --batch-size stays
+the global batch per domain.
+
 Recipes (--recipe): {'; '.join(f'[bold]{k}[/]: {v}' for k, v in RECIPE_NOTES.items())}.
 """)
 @config_options(skip=("recipe",))
@@ -34,13 +37,18 @@ def main(
 ):
     from submission.training import fit
 
+    from submission.distributed import ranks_from_env, teardown
+
     cfg = make_config(recipe, demo, config, **settings)
     try:
         best = fit(cfg, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    print(f"best epoch {best['epoch']} (by {cfg.select}): target SND {best['target_snd']:.4f}, "
-          f"source-val F1 {best['source_val_f1']:.3f} -> {cfg.run_dir / 'best.pt'}")
+    finally:
+        teardown()
+    if ranks_from_env().main:
+        print(f"best epoch {best['epoch']} (by {cfg.select}): target SND {best['target_snd']:.4f}, "
+              f"source-val F1 {best['source_val_f1']:.3f} -> {cfg.run_dir / 'best.pt'}")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,13 @@ DEFAULT_CROP_PX = {d: crop_for(v) for d, v in PX_PER_UM.items()}  # 250, 345, 28
 
 
 def default_workers() -> int:
-    """Loader worker processes: the cores this process may use, at most 4."""
+    """Loader worker processes: the cores this process may use, at most 4; under torchrun the cores
+    divided by the number of processes."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(0, min(4, cores))
+    return max(0, min(4, cores // int(os.environ.get("WORLD_SIZE", 1))))
 
 
 def setting(default=None, help: str = "", *, factory=None, flag: str | None = None, cli: bool = True, parse=None,
@@ -105,6 +106,7 @@ class TrainConfig:
     target_norm: str = setting("own", "Normalisation of the target images: own (their own mean/std, label-free) or "
                                       "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
+    dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
     select: str = setting("snd", "Label-free checkpoint choice for best.pt: snd (guarded SND on the target), "
                                  "source-val (source-validation macro F1) or last.", choices=SELECTORS)
@@ -127,6 +129,7 @@ class TrainConfig:
     log_every: int = setting(10, "Steps between host syncs for the progress bar and the finiteness check.")
     fast: bool = setting(True, "channels_last, plus bf16 autocast on CUDA (the CPU stays fp32).")
     compile: bool = setting(False, "torch.compile the model for training (CUDA; the first steps are slow).")
+    sync_bn: bool = setting(False, "Under torchrun: BatchNorm statistics over all processes' slices (CUDA; default: per process).")
     average_last: int = setting(3, "Also write avg.pt, the mean weights of the last N epochs (0: off).")
     bn_batches: int = setting(50, "Batches that re-estimate avg.pt's BatchNorm statistics after averaging (0: keep "
                                   "the averaged ones).")

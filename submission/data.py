@@ -10,6 +10,7 @@ Augmentation randomness is drawn per sample from (seed, epoch, draw number), nev
 per loader worker, so a run's numbers do not depend on how many workers load it.
 """
 
+import contextlib
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -104,18 +105,32 @@ def cached_images(rel_paths, data_root, crop_px, work_size, cache_dir, name, wor
     cache_file = cache_dir / f"{name}-{work_size}px-{key}.u8"
     meta_file = cache_file.with_suffix(".json")
     n = len(rel_paths)
-    if cache_file.is_file() and meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        return open_cache(cache_file, n, work_size), [tuple(e) for e in meta["errors"]]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = [Path(data_root) / p for p in rel_paths]
-    with atomic_path(cache_file) as tmp:
-        arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, work_size, work_size, 3))
-        errors = prepare_all(paths, crop_px, work_size, arr, workers, progress, f"caching {name}")
-        arr.flush()
-        del arr
-    write_json(meta_file, {"key": key, "n": n, "work_size": work_size, "crop_px": crop_px, "errors": errors})
+    with file_lock(cache_file.with_suffix(".lock")):  # several processes starting at once: one builds, the others wait
+        if cache_file.is_file() and meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            return open_cache(cache_file, n, work_size), [tuple(e) for e in meta["errors"]]
+        paths = [Path(data_root) / p for p in rel_paths]
+        with atomic_path(cache_file) as tmp:
+            arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, work_size, work_size, 3))
+            errors = prepare_all(paths, crop_px, work_size, arr, workers, progress, f"caching {name}")
+            arr.flush()
+            del arr
+        write_json(meta_file, {"key": key, "n": n, "work_size": work_size, "crop_px": crop_px, "errors": errors})
     return open_cache(cache_file, n, work_size), errors
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on `path` (a lock file) for the duration of the block, across processes."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class CellDataset(Dataset):
@@ -166,14 +181,15 @@ class EpochDraws(Dataset):
     """One epoch's draws: item k is dataset item indices[k], augmented with randomness derived from
     (seed, k) alone, so any number of loader workers gives the same batches."""
 
-    def __init__(self, dataset, indices, seed: int):
+    def __init__(self, dataset, indices, seed: int, positions=None):
         self.dataset, self.indices, self.seed = dataset, np.asarray(indices), seed
+        self.positions = np.arange(len(self.indices)) if positions is None else np.asarray(positions)
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, k):
-        return self.dataset.sample(int(self.indices[k]), sample_seed(self.seed, k))
+        return self.dataset.sample(int(self.indices[k]), sample_seed(self.seed, int(self.positions[k])))
 
 
 def class_balanced_weights(labels: np.ndarray) -> torch.Tensor:
@@ -192,10 +208,24 @@ def draw_indices(n: int, num_samples: int, seed: int, balanced_labels=None) -> n
     return idx.numpy()
 
 
-def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False):
+def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False,
+                 rank: int = 0, world: int = 1):
     """A loader over one epoch's `num_samples` draws with replacement, fully determined by `seed`
-    (whatever `workers` is). With `balanced_labels`, draws are class-balanced; otherwise uniform."""
-    draws = EpochDraws(dataset, draw_indices(len(dataset), num_samples, seed, balanced_labels), seed)
+    (whatever `workers` is). With `balanced_labels`, draws are class-balanced; otherwise uniform.
+
+    With world > 1 (torchrun), every global batch of `batch_size` draws is cut into `world` equal
+    slices and this loader yields slice `rank` of each: the draws and their augmentation are those
+    of the one-process run.
+    """
+    indices = draw_indices(len(dataset), num_samples, seed, balanced_labels)
+    positions = np.arange(num_samples)
+    if world > 1:
+        if batch_size % world:
+            raise KitError(f"--batch-size {batch_size} is the global batch per domain: it must divide by the {world} processes")
+        b, steps = batch_size // world, num_samples // batch_size
+        positions = positions[: steps * batch_size].reshape(steps, batch_size)[:, rank * b : (rank + 1) * b].ravel()
+        batch_size = b
+    draws = EpochDraws(dataset, indices[positions], seed, positions)
     return DataLoader(draws, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory,
                       drop_last=True)
 

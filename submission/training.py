@@ -13,6 +13,7 @@ from .checkpoint import RunningAverage, checkpoint_dict, load_checkpoint
 from .classes import CLASSES, NUM_CLASSES
 from .config import TrainConfig
 from .data import epoch_loader, eval_loader
+from .distributed import Ranks, barrier, broadcast, gather, setup, shard
 from .engine import (fast_settings, lr_at, make_optimizer, predict_logits, recompute_batchnorm, resolve_device,
                      seed_everything, set_lr, to_device, train_step)
 from .errors import KitError, warn
@@ -46,33 +47,41 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     return run_dir
 
 
-def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last):
+def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last, ranks: Ranks = Ranks()):
     """Per-epoch scores: source-validation F1 (the fold held out) and the label-free target scores.
+    Under torchrun each rank predicts its shard and every rank gets the gathered result.
 
     Returns (scores, target logits (N, K), source-validation predictions or None).
     """
     bs, workers = 2 * cfg.batch_size, min(cfg.workers, 2)
+
+    def logits(dataset):
+        part = torch.utils.data.Subset(dataset, shard(len(dataset), ranks).tolist())
+        return gather(predict_logits(model, eval_loader(part, bs, workers), device, amp, channels_last), ranks)
+
     row, val_pred = {}, None
     if data.source_val is not None:
-        val_pred = predict_logits(model, eval_loader(data.source_val, bs, workers), device, amp, channels_last).argmax(1)
+        val_pred = logits(data.source_val).argmax(1)
         scores = f1_scores(data.source_val.labels, val_pred)
         row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
     else:
         row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
-    target_logits = predict_logits(model, eval_loader(data.target_eval, bs, workers), device, amp, channels_last)
+    target_logits = logits(data.target_eval)
     row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
     return row, target_logits, val_pred
 
 
-def epoch_batches(data: RunData, cfg: TrainConfig, epoch: int, iters: int, pin: bool, stream: int = 0):
-    """(source x, source y, target x or None) for each step of an epoch, all drawn from (seed, epoch)."""
+def epoch_batches(data: RunData, cfg: TrainConfig, epoch: int, iters: int, pin: bool, stream: int = 0,
+                  ranks: Ranks = Ranks()):
+    """(source x, source y, target x or None) for each step of an epoch, all drawn from (seed, epoch);
+    under torchrun, this rank's slice of each global batch."""
     n = iters * cfg.batch_size
     src = epoch_loader(data.source_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream), cfg.workers,
-                       data.source_train.labels if cfg.balanced else None, pin)
+                       data.source_train.labels if cfg.balanced else None, pin, ranks.rank, ranks.world)
     if not cfg.target_in_batch:
         return ((x, y, None) for x, y in src)
     tgt = epoch_loader(data.target_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream + 1), cfg.workers,
-                       None, pin)
+                       None, pin, ranks.rank, ranks.world)
     return ((x_s, y_s, x_t) for (x_s, y_s), (x_t, _) in zip(src, tgt))
 
 
@@ -84,20 +93,41 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     from rich.console import Console
 
     console = console or Console()
-    device = resolve_device(cfg.device)
+    ranks, device = setup(resolve_device(cfg.device))
     amp, channels_last = fast_settings(device, cfg.fast)
-    run_dir = prepare_run_dir(cfg, resume, overwrite)
+    problem = None
+    if ranks.main:  # rank 0 alone prepares the folder; every rank stops on its verdict
+        try:
+            prepare_run_dir(cfg, resume, overwrite)
+        except KitError as e:
+            problem = str(e)
+    problem = broadcast(problem, ranks)
+    if problem:
+        raise KitError(problem)
+    run_dir = cfg.run_dir
     seed_everything(cfg.seed)
-    with data_progress(console) as progress:
+    progress = data_progress(console)
+    progress.disable = not ranks.main
+    with progress:
         data = RunData(cfg, run_dir, progress)
     iters = cfg.iters_per_epoch or max(1, len(data.source_train) // cfg.batch_size)
     total = cfg.epochs * iters
     ramp = cfg.ramp_iters(total)
 
-    model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, pretrained=cfg.pretrained and not resume).to(device)
+    model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, cfg.dropout, pretrained=cfg.pretrained and not resume)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if cfg.compile else model  # shares the weights of `model`
+    if cfg.sync_bn and ranks.on:
+        if device.type != "cuda":
+            raise KitError("--sync-bn needs CUDA (torch's SyncBatchNorm); on CPU BatchNorm stays per process")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    step_model = model
+    if ranks.on:  # gradients averaged over the ranks; the adversarial head is idle when no target is forwarded
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not cfg.target_in_batch)
+    step_model = torch.compile(step_model) if cfg.compile else step_model  # shares the weights of `model`
     optimizer = make_optimizer(model, cfg)
     class_weights = None
     if cfg.class_weighted_loss:
@@ -114,22 +144,28 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
         diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
         if diff:
             raise KitError(f"--resume with other settings than the run has: {diff} (saved, now)")
+        if ckpt.get("world_size", 1) != ranks.world:
+            raise KitError(f"{run_dir} was trained on {ckpt.get('world_size', 1)} processes: resume it with as many "
+                           f"(now {ranks.world}), or the run would not stay the same run")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
         average = RunningAverage.from_dict(ckpt.get("average"))
         if average.epochs and average.epochs[0] != avg_start:  # --epochs changed: the window moved
             average = RunningAverage()
-        console.print(f"resuming {run_dir} after epoch {ckpt['epoch']}")
-    write_json(run_dir / "class_mix.json", data.class_mix)
-    write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": [Path(p).name for p in data.target_paths]}))
-    write_json(run_dir / "config.json", {**cfg.to_json(), "data_root_resolved": data.run_info["data_root"],
-                                          "splits_dir_resolved": data.run_info["splits_dir"],
-                                          "iters_per_epoch_resolved": iters, "grl_ramp_iters": ramp,
-                                          "device_resolved": str(device)})
+        if ranks.main:
+            console.print(f"resuming {run_dir} after epoch {ckpt['epoch']}")
+    if ranks.main:
+        write_json(run_dir / "class_mix.json", data.class_mix)
+        write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": [Path(p).name for p in data.target_paths]}))
+        write_json(run_dir / "config.json", {**cfg.to_json(), "data_root_resolved": data.run_info["data_root"],
+                                              "splits_dir_resolved": data.run_info["splits_dir"],
+                                              "iters_per_epoch_resolved": iters, "grl_ramp_iters": ramp,
+                                              "device_resolved": str(device), "world_size": ranks.world})
 
     pin = device.type == "cuda"
     progress = train_progress(console)
+    progress.disable = not ranks.main
     saved_epoch = start_epoch - 1
     try:
         with progress:
@@ -138,7 +174,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                 t0 = time.time()
                 torch.manual_seed(stream_seed(cfg.seed, epoch, 3))  # dropout
                 sums = {"cls_loss": torch.zeros((), device=device), "transfer_loss": torch.zeros((), device=device)}
-                for i, (x_s, y_s, x_t) in enumerate(epoch_batches(data, cfg, epoch, iters, pin)):
+                for i, (x_s, y_s, x_t) in enumerate(epoch_batches(data, cfg, epoch, iters, pin, ranks=ranks)):
                     step = epoch * iters + i
                     lr = lr_at(step, total, cfg)
                     set_lr(optimizer, lr)
@@ -158,14 +194,16 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                         progress.update(task, completed=step + 1, info=f"cls {cls_l:.3f} transfer {tr_l:.3f} coeff {coeff:.3f}")
                 row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
                        "cls_loss": float(sums["cls_loss"]) / iters, "transfer_loss": float(sums["transfer_loss"]) / iters}
-                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp, channels_last)
+                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp, channels_last, ranks)
                 row.update(scores)
                 row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
                 history.append(row)
-                save_npy(run_dir / "target_logits" / f"epoch{epoch:03d}.npy", target_logits)
                 is_best = best is None or selection_key(row, cfg.select) > selection_key(best, cfg.select)
+                best = row if is_best else best
+                if not ranks.main:  # rank 0 alone scores, keeps the average and writes
+                    continue
+                save_npy(run_dir / "target_logits" / f"epoch{epoch:03d}.npy", target_logits)
                 if is_best:
-                    best = row
                     save_torch(run_dir / "best.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, epoch, row["step"],
                                                                     row, selected_by=cfg.select))
                     write_json(run_dir / "best.json", {**row, "selected_by": cfg.select})
@@ -176,21 +214,26 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     average.add(model.state_dict(), epoch)
                 save_torch(run_dir / "last.pt", checkpoint_dict(
                     model.state_dict(), cfg, data.run_info, epoch, row["step"], row, optimizer=optimizer.state_dict(),
-                    history=history, best=best, average=average.to_dict() if average.epochs else None))
+                    history=history, best=best, average=average.to_dict() if average.epochs else None,
+                    world_size=ranks.world))
                 saved_epoch = epoch
                 write_csv(run_dir / "metrics.csv", pd.DataFrame(history))
                 progress.console.print(epoch_line(row, cfg, is_best, time.time() - t0), highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         progress.stop()
+        if not ranks.main:
+            raise
         done = f"{run_dir / 'last.pt'} holds epoch {saved_epoch}" if saved_epoch >= 0 else "no epoch finished yet"
         console.print(f"[yellow]interrupted[/]: {done}; continue with --resume")
         raise
-    if average.epochs:
-        write_average(run_dir, model, average, data, cfg, iters, device, channels_last, history[-1])
-    from .report import draw_run
+    if ranks.main:
+        if average.epochs:
+            write_average(run_dir, model, average, data, cfg, iters, device, channels_last, history[-1])
+        from .report import draw_run
 
-    draw_run(run_dir)
-    if cfg.select == "snd" and not best["target_guard_ok"]:
+        draw_run(run_dir)
+    barrier(ranks)
+    if ranks.main and cfg.select == "snd" and not best["target_guard_ok"]:
         warn(f"no epoch passed the guard on {cfg.target} ({cfg.min_pred_classes}+ predicted classes, mean entropy "
              f"<= {cfg.max_entropy_frac} ln K): best.pt is the best SND among guarded-out epochs; check the run")
     return best

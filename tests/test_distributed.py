@@ -1,0 +1,130 @@
+"""torchrun on CPU (gloo): a 2-process run is the one-process run with its batches sliced by rank."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from submission.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+
+
+def torchrun(demo: Path, runs: Path, epochs: int, *extra, nproc: int = 2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           str(ROOT / "train.py"), "--data-root", str(demo / "data"), "--runs", str(runs), "--epochs", str(epochs),
+           "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0",
+           "--device", "cpu", "--cache-dir", str(runs.parent / "cache"), "--grl-max-iters", "10",
+           "--min-pred-classes", "1", "--bottleneck-dim", "64", "--head-width", "64", "--dropout", "0", "--no-fast",
+           "--bn-batches", "2", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(demo, tmp_path_factory):
+    """An uninterrupted 2-epoch run, and a 1-epoch run (3 steps) later resumed to 2 epochs."""
+    base = tmp_path_factory.mktemp("ddp")
+    full = torchrun(demo, base / "full", 2)
+    part = torchrun(demo, base / "part", 1)
+    weights_after_3_steps = load_checkpoint(base / "part/seed0/last.pt")["model"]
+    resumed = torchrun(demo, base / "part", 2, "--resume")
+    return base, full, part, resumed, weights_after_3_steps
+
+
+def test_a_two_process_run_writes_one_run_folder_from_rank_0(two_process_runs):
+    base, full, *_ = two_process_runs
+    run = base / "full/seed0"
+    config = pd.read_json(run / "config.json", typ="series")
+    assert config["world_size"] == 2 and config["batch_size"] == 8
+    assert len(pd.read_csv(run / "metrics.csv")) == 2
+    for name in ("best.pt", "last.pt", "avg.pt", "curves.png", "target_logits/epoch001.npy"):
+        assert (run / name).is_file(), name
+    assert full.stdout.count("best epoch") == 1  # only rank 0 reports
+    assert sorted(p.name for p in base.iterdir()) == ["cache", "full", "part"]
+    assert sorted(p.name for p in (base / "full").iterdir()) == ["seed0"]
+
+
+def test_two_process_weights_match_one_process_with_averaged_slice_gradients(demo, tmp_path, two_process_runs, tiny):
+    """The 2-process run's weights after 3 steps equal a one-process computation that forwards each
+    rank's slice of the same global batch separately and averages the gradients."""
+    from submission.config import make_config
+    from submission.engine import lr_at, make_optimizer, seed_everything, set_lr
+    from submission.mdd import MDDNet, grl_coeff, mdd_loss
+    from submission.rundata import RunData
+    from submission.training import epoch_batches, stream_seed
+
+    *_, ddp_weights = two_process_runs
+    cfg = make_config(None, data_root=str(demo / "data"), runs=str(tmp_path), epochs=1, iters_per_epoch=3, image_size=32,
+                      batch_size=8, pretrained=False, workers=0, device="cpu", cache_dir=str(tmp_path / "cache"),
+                      grl_max_iters=10, bottleneck_dim=64, head_width=64, dropout=0.0, fast=False)
+    seed_everything(cfg.seed)
+    data = RunData(cfg, tmp_path)
+    model = MDDNet(11, 64, 64, 0.0)
+    opt = make_optimizer(model, cfg)
+    torch.manual_seed(stream_seed(cfg.seed, 0, 3))
+    model.train()
+    for step, (x_s, y_s, x_t) in enumerate(epoch_batches(data, cfg, 0, 3, False)):
+        set_lr(opt, lr_at(step, 3, cfg))
+        coeff = grl_coeff(step, cfg.ramp_iters(3), 0.0, cfg.grl_hi)
+        opt.zero_grad()
+        for half in (slice(0, 4), slice(4, 8)):  # rank 0's slice, rank 1's slice
+            y, y_adv = model(torch.cat([x_s[half], x_t[half]]), coeff)
+            (y_s_, y_t_), (a_s, a_t) = y.chunk(2), y_adv.chunk(2)
+            loss = torch.nn.functional.cross_entropy(y_s_, y_s[half]) + cfg.trade_off * mdd_loss(y_s_, a_s, y_t_, a_t, cfg.margin)
+            (loss / 2).backward()
+        opt.step()
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.detach(), ddp_weights[name], atol=1e-5), name
+
+
+def test_a_two_process_resume_matches_the_uninterrupted_two_process_run(two_process_runs):
+    base, *_ = two_process_runs
+    a = pd.read_csv(base / "full/seed0/metrics.csv")
+    b = pd.read_csv(base / "part/seed0/metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(np.load(base / "full/seed0/target_logits/epoch001.npy"),
+                                  np.load(base / "part/seed0/target_logits/epoch001.npy"))
+
+
+def test_a_rank_slice_of_the_global_batch_keeps_the_one_process_draws():
+    from submission.data import epoch_loader
+
+    class Items(torch.utils.data.Dataset):
+        labels = np.arange(50) % 5
+
+        def __len__(self):
+            return 50
+
+        def sample(self, i, seed=None):
+            return torch.tensor([i, seed % 1000]), 0
+
+    one = torch.cat([x for x, _ in epoch_loader(Items(), 8, 40, 3)])
+    ranks = [torch.cat([x for x, _ in epoch_loader(Items(), 8, 40, 3, rank=r, world=2)]) for r in (0, 1)]
+    merged = torch.stack([torch.stack([ranks[0][s * 4:(s + 1) * 4], ranks[1][s * 4:(s + 1) * 4]]).flatten(0, 1)
+                          for s in range(5)]).flatten(0, 1)
+    assert torch.equal(one, merged)  # same images, same augmentation seeds, in the same global order
+    from submission.errors import KitError
+
+    with pytest.raises(KitError, match="must divide by the 3 processes"):
+        epoch_loader(Items(), 8, 40, 3, rank=0, world=3)
+
+
+def test_seeds_script_trains_predicts_and_ensembles_on_cpu(demo, tmp_path):
+    env = {**os.environ, "PY": sys.executable, "RUNS": str(tmp_path / "runs"), "CACHE_DIR": str(tmp_path / "cache"),
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(ROOT / "scripts/seeds.sh"), "3-4", "--data-root", str(demo / "data"),
+                           "--epochs", "1", "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8",
+                           "--no-pretrained", "--workers", "0", "--min-pred-classes", "1", "--bn-batches", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").glob("seed*")) == ["seed3", "seed4"]
+    assert len(pd.read_csv(tmp_path / "runs/submission.csv")) == 30
