@@ -58,7 +58,9 @@ def main(
     mix: Annotated[bool, typer.Option("--mix", help="Allow logits of different kinds (checkpoint, TTA) in one ensemble.")] = False,
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the first run was trained on).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="The folder that infer.py --images predicted, instead of a split.")] = None,
-    submission: Annotated[Path, typer.Option(help="Submission CSV to write.")] = Path("submission.csv"),
+    submission: Annotated[Path, typer.Option(help="Submission CSV to write (challenge splits).")] = Path("submission.csv"),
+    predictions: cli.Predictions = None,
+    min_confidence: cli.MinConfidence = 0.5,
     labels: cli.Labels = None,
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
@@ -70,8 +72,9 @@ def main(
     """
     from submission.report import agreement_matrix, agreement_table, counts_table, score, scores_table
     from submission.runs import Target, run_folders
-    from submission.submit import (check_submission, ensemble_logits, read_labels, read_logits, read_submission,
-                                   submission_frame, write_submission)
+    from submission.files import write_csv
+    from submission.submit import (check_submission, ensemble_logits, predictions_frame, read_labels, read_logits,
+                                   read_submission, submission_frame, write_submission)
 
     console = Console()
     name = images.name if images else split
@@ -98,8 +101,16 @@ def main(
     names = [f.parent.name for f in files]
     mean = ensemble_logits(frames, names)
     target = target_of(files[0].parent)
-    sub = submission_frame(mean)
-    write_submission(submission, sub, target.images)
+    if target.is_challenge_split:
+        sub = submission_frame(mean)
+        write_submission(submission, sub, target.images)
+        written = submission
+    else:  # a lab's folder: probabilities, entropy and the uncertain flag, no challenge format
+        sub = predictions_frame(mean, min_confidence)
+        if set(sub["Image"]) != set(target.images):
+            raise KitError(f"the runs' logits do not cover the images of {target.name}: predict them again")
+        written = predictions or files[0].parent.parent / f"predictions_{name}.csv"
+        write_csv(written, sub)
 
     preds = {n: f.set_index("Image").loc[sub["Image"]].to_numpy().argmax(1) for n, f in zip(names, frames)}
     preds["ensemble"] = sub["LabelID"].to_numpy()
@@ -115,7 +126,7 @@ def main(
     if truth is not None:
         rows = [{"run": n, "images": len(p), **score(pd.Series(p, index=sub["Image"].to_numpy()), truth)} for n, p in preds.items()]
         console.print(scores_table(rows, f"{name} scores (labels read only to report)"))
-    console.print(f"wrote {submission}: {len(sub)} rows from {len(frames)} runs")
+    console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
 
 
 if __name__ == "__main__":

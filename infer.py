@@ -29,6 +29,8 @@ def main(
     labels: cli.Labels = None,
     submission: Annotated[Optional[Path], typer.Option(
         help="Submission CSV written when there is one run (default: submission.csv for WBC2).")] = None,
+    predictions: cli.Predictions = None,
+    min_confidence: cli.MinConfidence = 0.5,
     device: cli.Device = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per batch (each goes through the network as 8 views with --tta).")] = 32,
     workers: cli.Workers = cli.DEFAULT_WORKERS,
@@ -38,7 +40,8 @@ def main(
     """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
     with a .json beside it saying what it holds.
 
-    With a single run it also writes the submission; with several, run ensemble.py.
+    With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
+    file (for any other folder); with several, run ensemble.py.
     """
     from submission.checkpoint import load_checkpoint
     from submission.config import crop_for
@@ -47,7 +50,8 @@ def main(
     from submission.progress import data_progress
     from submission.report import score, scores_table
     from submission.runs import Target, find_runs, logits_name
-    from submission.submit import logits_frame, read_labels, submission_frame, write_submission
+    from submission.files import write_csv as write_table
+    from submission.submit import logits_frame, predictions_frame, read_labels, submission_frame, write_submission
 
     console = Console()
     if images is None and (px_per_um or crop_px):
@@ -72,7 +76,7 @@ def main(
             key = (data_root or ckpt["data_root"], None if data_root else ckpt["splits_dir"])
         if key not in targets:
             targets[key] = Target.from_folder(images, key[1]) if images is not None else \
-                Target.from_split(split, Path(key[0]), key[1])
+                Target.resolve(split, Path(key[0]), key[1])
         target = targets[key]
         with data_progress(console) as progress:
             logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress)
@@ -89,10 +93,15 @@ def main(
         console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
                       highlight=False)
     console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
-    if len(paths) == 1:
+    if len(paths) == 1 and target.is_challenge_split:
         dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
         write_submission(dest, submission_frame(frame), target.images)
         console.print(f"wrote {dest} ({len(frame)} rows)")
+    elif len(paths) == 1:
+        dest = predictions or paths[0].parent.parent / f"predictions_{target.name}.csv"
+        pred = predictions_frame(frame, min_confidence)
+        write_table(dest, pred)
+        console.print(f"wrote {dest} ({len(pred)} images, {int(pred['uncertain'].sum())} flagged uncertain)")
     else:
         console.print("several runs: combine them with `python ensemble.py`")
 

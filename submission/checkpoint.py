@@ -20,7 +20,8 @@ def checkpoint_dict(state: dict, cfg, run_info: dict, epoch: int, step: int, met
     """Everything infer.py needs to rebuild the model and its inputs, and nothing that runs code
     (only tensors and plain values, so it loads with torch.load(weights_only=True)).
 
-    `run_info`: normalization ({dataset: {"mean", "std"}}), data_root and splits_dir (resolved).
+    `run_info`: normalization ({dataset: {"mean", "std"}}), data_root, splits_dir and target_root (resolved),
+    crop_px (with the target's).
     `extra`: e.g. optimizer, history, best, average (last.pt only), selected_by.
     """
     return {

@@ -3,6 +3,7 @@ same thing in every command (defined once here, so a flag name has one meaning).
 
 import dataclasses
 import inspect
+import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,14 +20,9 @@ def _option(name: str, f: dataclasses.Field):
     base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     if meta.get("parse") is not None or isinstance(base, (tuple, dict)):
         kind = str
-    elif name in ("backbone_lr_mult",):
-        kind = float
-    elif name == "splits_dir":
-        kind = Path
-    elif name == "workers":
-        kind = int
-    else:
-        kind = type(base)
+    else:  # the annotation, without its "| None"
+        args = [a for a in typing.get_args(f.type) if a is not type(None)]
+        kind = args[0] if args else f.type
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
     return Optional[kind], typer.Option(*decls, help=help_text, show_default=False)
 
@@ -72,7 +68,11 @@ CacheDir = Annotated[Path, typer.Option(help="Cache folder: prepared images and 
 Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Read prepared images from the uint8 cache.")]
 Checkpoint = Annotated[str, typer.Option(help="Which checkpoint of each run: best, avg or last.")]
 Tta = Annotated[bool, typer.Option("--tta/--no-tta", help="Average the logits of the 8 dihedral views (4 rotations x flip).")]
-Split = Annotated[str, typer.Option(help="Split to predict: WBC2 (test) or WBC1.")]
+Split = Annotated[str, typer.Option(help="What to predict: WBC2 (test), WBC1, or a lab folder imported into the data root.")]
+Predictions = Annotated[Optional[Path], typer.Option(
+    help="A lab's predictions CSV (Image, Label, LabelID, probabilities, entropy, uncertain) for a folder that is not a "
+         "challenge split (default: RUNS/predictions_NAME.csv).")]
+MinConfidence = Annotated[float, typer.Option(help="Predictions below this top probability are flagged uncertain.")]
 Labels = Annotated[Optional[Path], typer.Option(
     help="Known labels (CSV with Image and Label or LabelID, or a folder of SPLIT.csv) to print F1; read only to report.")]
 Submission = Annotated[Optional[Path], typer.Option(help="Submission CSV to write.")]

@@ -79,7 +79,11 @@ class TrainConfig:
     splits_dir: str | None = setting(None, "Split files (default: DATA_ROOT/splits if present, else the kit's data_splits/).",
                                      flag="splits")
     runs: str = setting("runs", "Folder of runs; this run goes to RUNS/seed{N}.")
-    target: str = setting("WBC1", "Unlabelled target split used for adaptation and checkpoint choice.")
+    target: str = setting("WBC1", "Unlabelled target used for adaptation and checkpoint choice: a split (WBC1) or a "
+                                  "lab folder imported into the data root (python -m submission.importer folder).")
+    target_dir: str | None = setting(None, "Adapt to this folder of images instead (any nesting; needs --px-per-um).")
+    px_per_um: float | None = setting(None, "Pixels per micrometre of the target images (default: the imported "
+                                            "folder's dataset.json; the challenge splits' crop is in --crop-px).")
     epochs: int = setting(50, "Epochs.")
     iters_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the source training set).")
     image_size: int = setting(224, "Training size in px; images are first cropped to 25 um and resized to 8/7 of it.")
@@ -213,6 +217,8 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     if name not in RECIPES:
         raise KitError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[name], **(DEMO if demo else {}), **recorded, **given, "recipe": name}
+    if values.get("target_dir") and "target" not in given and "target" not in recorded:
+        values["target"] = Path(values["target_dir"]).name  # the folder names the target
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise KitError(f"unknown settings {unknown}")
@@ -229,6 +235,8 @@ def shown_default(name: str) -> str | None:
     if "(default:" in f.metadata["help"]:
         return None
     base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if base is None:
+        return None
     changes = [f"{r}: {_fmt(v[name])}" for r, v in RECIPES.items() if name in v and v[name] != base]
     if name in DEMO:
         changes.append(f"--demo: {_fmt(DEMO[name])}")

@@ -44,27 +44,31 @@ def _prepare_chunk(args):
     """Worker: prepare a chunk of images; returns (start, pixels or None, errors)."""
     start, paths, crop_px, work_size, keep = args
     out = np.zeros((len(paths), work_size, work_size, 3), np.uint8) if keep else None
-    errors = []
+    errors, padded = [], 0
     for j, p in enumerate(paths):
         try:
-            img = prepare(read_rgb(p), crop_px, work_size)
+            raw = read_rgb(p)
+            padded += min(raw.shape[:2]) < crop_px
+            img = prepare(raw, crop_px, work_size)
             if keep:
                 out[j] = img
         except ImageReadError as e:
             errors.append((start + j, str(e)))
-    return start, out, errors
+    return start, out, errors, padded
 
 
 def prepare_all(paths, crop_px, work_size, out=None, workers=0, progress=None, label=""):
-    """Prepare every image once, in parallel; fill `out` if given. Returns [(index, error)]."""
+    """Prepare every image once, in parallel; fill `out` if given. Returns [(index, error)].
+    Images smaller than the 25 um field are padded, with one warning counting them."""
     paths = [str(p) for p in paths]
     chunk = 64
     jobs = [(s, paths[s : s + chunk], crop_px, work_size, out is not None) for s in range(0, len(paths), chunk)]
-    errors = []
+    errors, padded = [], [0]
     task = progress.add_task(label, total=len(paths)) if progress is not None else None
 
     def collect(result):
-        start, pixels, errs = result
+        start, pixels, errs, n_padded = result
+        padded[0] += n_padded
         if pixels is not None:
             out[start : start + len(pixels)] = pixels
         errors.extend(errs)
@@ -78,7 +82,16 @@ def prepare_all(paths, crop_px, work_size, out=None, workers=0, progress=None, l
     else:
         for job in jobs:
             collect(_prepare_chunk(job))
+    if padded[0]:
+        warn_padded(padded[0], len(paths), label, crop_px)
     return sorted(errors)
+
+
+def warn_padded(n: int, total: int, label: str, crop_px: int) -> None:
+    from .errors import warn
+
+    warn(f"{label}: {n} of {total} images are smaller than the 25 um field ({crop_px} px) and were padded "
+         "(border reflected); is the scale (--px-per-um) right?")
 
 
 def open_cache(cache_file: Path, n: int, work_size: int) -> np.memmap:

@@ -4,11 +4,13 @@ and the policy for images that cannot be read."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .classes import CLASSES, NUM_CLASSES
 from .data import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
 from .errors import KitError, warn
 from .files import cache_key, write_json
+from .runs import Target
 from .splits import SOURCES, load_split, resolve_splits_dir
 from .transforms import cached_stats, channel_stats, eval_transform, train_transform
 
@@ -74,21 +76,25 @@ class RunData:
     def __init__(self, cfg, run_dir: Path, progress=None):
         data_root = Path(cfg.data_root)
         splits_dir = resolve_splits_dir(data_root, Path(cfg.splits_dir) if cfg.splits_dir else None)
+        target = Target.resolve(cfg.target, data_root, splits_dir, cfg.target_dir, cfg.px_per_um)
+        crops = {**cfg.crop_px, cfg.target: target.crop_px or cfg.crop_px[cfg.target]}
+        parts = {d: (load_split(splits_dir, d, data_root), data_root) for d in SOURCES}
+        parts[cfg.target] = (pd.DataFrame({"path": target.rel_paths}), target.data_root)
         normalization, self.class_mix, prepared = {}, {}, {}
-        for dataset in (*SOURCES, cfg.target):
-            frame = load_split(splits_dir, dataset, data_root)
-            crop = cfg.crop_px[dataset]
-            images, errors = prepared_images(frame["path"].tolist(), dataset, data_root, crop, cfg.work_size, cfg.cache,
+        for dataset, (frame, root) in parts.items():
+            crop = crops[dataset]
+            images, errors = prepared_images(frame["path"].tolist(), dataset, root, crop, cfg.work_size, cfg.cache,
                                              cfg.cache_dir, cfg.workers, progress)
             keep = drop_unreadable(frame, errors, dataset, cfg.max_unreadable, run_dir)
             frame, images = frame.iloc[keep].reset_index(drop=True), IndexedImages(images, keep)
-            mean, std = dataset_stats(images, frame["path"].tolist(), data_root, dataset, crop, cfg.work_size, cfg.cache_dir)
+            mean, std = dataset_stats(images, frame["path"].tolist(), root, dataset, crop, cfg.work_size, cfg.cache_dir)
             normalization[dataset] = {"mean": mean, "std": std}
             prepared[dataset] = (frame, images)
         if cfg.target_norm == "source":
             normalization[cfg.target] = pooled([normalization[d] for d in SOURCES])
         self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
-                         "splits_dir": str(splits_dir.resolve())}
+                         "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
+                         "target_root": str(Path(target.data_root).resolve())}
 
         def cells(images, labels, train, norm):
             t = train_transform(cfg.image_size, norm["mean"], norm["std"], zoom=cfg.zoom) if train else \
@@ -99,7 +105,7 @@ class RunData:
         norm = normalization[cfg.target]
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
-        self.target_paths = frame["path"].tolist()
+        self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
         train_parts, val_parts = [], []
         for dataset in SOURCES:
             frame, images = prepared[dataset]

@@ -68,18 +68,48 @@ class Target:
         return cls(split, data_root, frame["path"].tolist())
 
     @classmethod
-    def from_folder(cls, folder: Path, crop_px: int | None = None) -> "Target":
+    def from_folder(cls, folder: Path, crop_px: int | None = None, name: str | None = None) -> "Target":
+        """Every image under `folder`, any nesting; Image is the path relative to the folder."""
         folder = Path(folder)
         if not folder.is_dir():
             raise KitError(f"no folder {folder}")
-        names = sort_images(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not names:
+        rel = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+        if not rel:
             raise KitError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return cls(folder.name, folder, names, crop_px)
+        target = cls(name or folder.name, folder, sort_images(rel), crop_px)
+        target.images = list(target.rel_paths)  # names can repeat across subfolders: keep the relative path
+        return target
+
+    @classmethod
+    def resolve(cls, name: str, data_root: Path, splits_dir: Path | None = None, target_dir: Path | None = None,
+                px_per_um: float | None = None) -> "Target":
+        """The unlabelled images called `name`: a challenge split (WBC1, WBC2), a lab folder imported
+        into the data root (its scale in DATA_ROOT/NAME/dataset.json), or any folder with its scale."""
+        from .config import crop_for
+        from .importer import read_dataset_info
+
+        if target_dir is not None:
+            if px_per_um is None:
+                raise KitError(f"--target-dir {target_dir} needs --px-per-um (its microscope's pixels per micrometre)")
+            return cls.from_folder(target_dir, crop_for(px_per_um), name)
+        info = read_dataset_info(data_root, name)
+        if info is not None:
+            return cls.from_folder(Path(data_root) / name, crop_for(px_per_um or info["px_per_um"]), name)
+        splits = resolve_splits_dir(data_root, Path(splits_dir) if splits_dir else None)
+        if not (Path(splits) / f"{name}.csv").is_file() and name not in ("WBC1", "WBC2"):
+            raise KitError(f"no target {name!r}: not a split in {splits} and no {Path(data_root) / name / 'dataset.json'}; "
+                           f"import a lab's folder with `python -m submission.importer folder DIR --data-root "
+                           f"{data_root} --name {name} --px-per-um X`")
+        return cls.from_split(name, data_root, splits_dir)
+
+    @property
+    def is_challenge_split(self) -> bool:
+        return self.name in ("WBC1", "WBC2") and self.crop_px is None
 
     @classmethod
     def of_run(cls, split: str, run_dir: Path, data_root: Path | None = None) -> "Target":
         """A split as the run saw it: its data root (unless given) and the split folder it trained with."""
         saved = run_config(run_dir)
         root = Path(data_root or saved.get("data_root_resolved", saved["data_root"]))
-        return cls.from_split(split, root, None if data_root else saved.get("splits_dir_resolved"))
+        return cls.resolve(split, root, None if data_root else saved.get("splits_dir_resolved"))

@@ -217,7 +217,9 @@ if __name__ == "__main__":
         if from_lists is not None:
             frames = build_from_lists(from_lists, splits or REPO_SPLITS)
         else:
-            frames = build_from_disk(data_root, splits or Path(data_root) / "splits")
+            # the sources must be there; the challenge's targets only if present (a lab's folder needs no split)
+            present = [d for d in DATASETS if d in SOURCES or (Path(data_root) / dataset_dir(d)).is_dir()]
+            frames = build_from_disk(data_root, splits or Path(data_root) / "splits", present)
         for d, frame in frames.items():
             print(f"{d}: {len(frame)} images")
 

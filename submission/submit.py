@@ -62,6 +62,24 @@ def ensemble_logits(frames: list[pd.DataFrame], names: list[str] | None = None) 
     return logits_frame(order, stacked.mean(0), classes)
 
 
+def predictions_frame(logits: pd.DataFrame, min_confidence: float = 0.5) -> pd.DataFrame:
+    """A lab's predictions file: Image (path relative to the folder), Label, LabelID, one probability
+    per class (p_<class>), the prediction's entropy (nats), and `uncertain` (top probability below
+    `min_confidence`): the images a person should look at first."""
+    from .selection import softmax
+
+    classes = list(logits.columns[1:])
+    frame = logits.assign(_key=logits["Image"].map(image_sort_key)).sort_values("_key")
+    p = softmax(frame[classes].to_numpy())
+    pred = p.argmax(1)
+    out = pd.DataFrame({"Image": frame["Image"].to_numpy(), "Label": [classes[i] for i in pred], "LabelID": pred})
+    for i, c in enumerate(classes):
+        out[f"p_{c}"] = p[:, i]
+    out["entropy"] = -(p * np.log(np.clip(p, 1e-300, None))).sum(1)
+    out["uncertain"] = p.max(1) < min_confidence
+    return out
+
+
 def submission_frame(logits: pd.DataFrame) -> pd.DataFrame:
     classes = list(logits.columns[1:])
     if classes != list(CLASSES):

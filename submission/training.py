@@ -157,7 +157,8 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
             console.print(f"resuming {run_dir} after epoch {ckpt['epoch']}")
     if ranks.main:
         write_json(run_dir / "class_mix.json", data.class_mix)
-        write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": [Path(p).name for p in data.target_paths]}))
+        images = [Path(p).name for p in data.target_paths] if cfg.target in ("WBC1", "WBC2") else data.target_paths
+        write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": images}))
         write_json(run_dir / "config.json", {**cfg.to_json(), "data_root_resolved": data.run_info["data_root"],
                                               "splits_dir_resolved": data.run_info["splits_dir"],
                                               "iters_per_epoch_resolved": iters, "grl_ramp_iters": ramp,

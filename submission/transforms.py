@@ -32,8 +32,13 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare(img: np.ndarray, crop_px: int, work_size: int) -> np.ndarray:
-    """25 um centre crop, resized to the working size: (work, work, 3) uint8."""
+    """25 um centre crop, resized to the working size: (work, work, 3) uint8. An image smaller than
+    the 25 um field is padded to it (its border reflected), so the cell keeps its physical size."""
     crop = center_crop(img, crop_px)
+    if crop.shape[0] < crop_px:
+        short = crop_px - crop.shape[0]
+        crop = cv2.copyMakeBorder(crop, short // 2, short - short // 2, short // 2, short - short // 2,
+                                  cv2.BORDER_REFLECT_101)
     if crop.shape[0] == work_size:
         return np.ascontiguousarray(crop)
     interp = cv2.INTER_AREA if crop.shape[0] > work_size else cv2.INTER_LINEAR

@@ -64,12 +64,15 @@ def test_single_run_writes_the_submission_and_wbc1_too(demo, two_runs, tmp_path)
 
 def test_any_folder_of_images(demo, two_runs, tmp_path):
     folder = str(demo / "data/WBC2/DATA-TEST")
-    out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--submission", str(tmp_path / "f.csv"),
+    out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--predictions", str(tmp_path / "f.csv"),
                                         "--no-cache"]))
     assert "assuming the run's WBC1 scale, 288 px = 25 um" in out.replace("\n", " ")
-    assert len(pd.read_csv(tmp_path / "f.csv")) == 30
+    pred = pd.read_csv(tmp_path / "f.csv")
+    assert len(pred) == 30 and list(pred.columns[:3]) == ["Image", "Label", "LabelID"]
+    assert list(pred.columns[-2:]) == ["entropy", "uncertain"] and "p_basophil" in pred
+    assert ((pred.filter(like="p_").sum(1) - 1).abs() < 1e-6).all()
     out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--px-per-um", "10",
-                                        "--submission", str(tmp_path / "g.csv"), "--no-cache"]))
+                                        "--predictions", str(tmp_path / "g.csv"), "--no-cache"]))
     assert "assuming" not in out
     meta = json.loads((two_runs / "seed0/logits_DATA-TEST_best_tta.json").read_text())
     assert meta["crop_px"] == 250 and meta["checkpoint"] == "best" and meta["tta"] is True
