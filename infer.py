@@ -91,7 +91,7 @@ def main(
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
         console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
     if len(paths) == 1 and target.is_challenge_split:
         dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
