@@ -176,3 +176,14 @@ def test_every_setting_has_its_option_with_the_dataclass_default():
                 assert first == str(default), name
             assert f"(default: {shown})" in options[name].help, name
     assert not dataclasses.fields(TrainConfig)[0].metadata["help"] == ""
+
+
+def test_inference_does_not_import_the_training_loop():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, infer, submission.inference, submission.checkpoint, submission.progress, submission.report, "
+            "submission.runs, submission.submit; print('submission.training' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
