@@ -66,7 +66,7 @@ def _crops(text: str) -> dict:
 
 
 SCHEDULES = ("inv", "step", "cosine")
-SELECTORS = ("snd", "source-val", "last")
+SELECTORS = ("snd", "snd-t0.05", "entropy", "im", "bnm", "source-val", "last")
 TARGET_NORMS = ("own", "source")
 
 
@@ -112,7 +112,9 @@ class TrainConfig:
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
-    select: str = setting("snd", "Label-free checkpoint choice for best.pt: snd (guarded SND on the target), "
+    select: str = setting("snd", "Label-free checkpoint choice for best.pt: snd (guarded SND on the target, T 0.005), "
+                                 "snd-t0.05 (the same at the paper's temperature), entropy (lowest mean target "
+                                 "entropy), im (information maximization), bnm (nuclear norm of the predictions), "
                                  "source-val (source-validation macro F1) or last.", choices=SELECTORS)
     snd_temperature: float = setting(0.005, "SND temperature.")
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")

@@ -22,7 +22,8 @@ from .files import write_csv
 from .inference import predict_run
 from .metrics import f1_scores
 from .runs import Target
-from .selection import selection_key
+from .classes import CLASSES
+from .selection import selection_key, target_scores
 from .submit import read_labels
 from .training import fit
 
@@ -70,11 +71,14 @@ def evaluate_runs(runs: dict, split: str, data_root: Path, labels: pd.Series, ca
     return pd.DataFrame(rows)
 
 
-CRITERIA = {  # name -> (metrics column, higher is better); None: a rule of its own
-    "SND with the guard": None,
-    "lowest target entropy": ("target_entropy", False),
-    "source-val F1": ("source_val_f1", True),
-    "last epoch": ("epoch", True),
+CRITERIA = {  # table name -> --select name (every validator of selection.VALIDATORS)
+    "SND with the guard (T 0.005)": "snd",
+    "SND with the guard (T 0.05)": "snd-t0.05",
+    "lowest target entropy": "entropy",
+    "information maximization (IM)": "im",
+    "BNM (nuclear norm)": "bnm",
+    "source-val F1": "source-val",
+    "last epoch": "last",
 }
 
 
@@ -91,21 +95,22 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
     epochs, picks = [], []
     for run_dir in run_dirs:
         metrics = pd.read_csv(run_dir / "metrics.csv")
+        cfg = json.loads((run_dir / "config.json").read_text())
         images = pd.read_csv(run_dir / "target_images.csv", dtype=str)["Image"]
         truth = labels.loc[images].to_numpy()
-        f1 = [f1_scores(truth, np.load(run_dir / "target_logits" / f"epoch{e:03d}.npy").argmax(1))["macro_f1"]
-              for e in metrics["epoch"]]
-        metrics = metrics.assign(run=str(run_dir), target_true_f1=f1)
+        rows, f1 = [], []
+        for _, m in metrics.iterrows():  # every validator recomputed from the saved outputs: no retraining
+            logits = np.load(run_dir / "target_logits" / f"epoch{int(m['epoch']):03d}.npy")
+            rows.append({**m.to_dict(), **target_scores(logits, CLASSES, cfg["snd_temperature"], cfg["min_pred_classes"],
+                                                         cfg["max_entropy_frac"])})
+            f1.append(f1_scores(truth, logits.argmax(1))["macro_f1"])
+        metrics = pd.DataFrame(rows).assign(run=str(run_dir), target_true_f1=f1)
         epochs.append(metrics)
         oracle = max(f1)
-        for name, rule in CRITERIA.items():
-            if rule is None:
-                i = max(range(len(metrics)), key=lambda j: selection_key(metrics.iloc[j], "snd"))
-                values = metrics["target_snd"].where(metrics["target_guard_ok"] == 1, metrics["target_snd"].min() - 1)
-            else:
-                col, higher = rule
-                values = metrics[col] if higher else -metrics[col]
-                i = int(np.argmax(values.to_numpy()))
+        for name, select in CRITERIA.items():
+            keys = [selection_key(r, select) for r in metrics.to_dict("records")]
+            i = max(range(len(keys)), key=lambda j: keys[j])  # the first best, as the training loop keeps it
+            values = pd.Series([k[0] * 1e6 + k[1] if len(k) == 2 else k[0] for k in keys])  # guarded: passing first
             rho = values.corr(metrics["target_true_f1"], method="spearman") if len(metrics) > 2 else float("nan")
             picks.append({"run": str(run_dir), "criterion": name, "epoch": int(metrics["epoch"].iloc[i]),
                           "target_f1": f1[i], "gap_to_best_epoch": oracle - f1[i], "spearman": rho})
@@ -206,7 +211,7 @@ if __name__ == "__main__":
         console.print(rich_table(markdown(summary), "WBC2 results (labels read only to score)"))
         wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
         if wbc1 is not None and wbc1.is_file():
-            per_epoch, selection = selection_study([d for (m, _), d in runs_done.items() if configs[m].trade_off > 0],
+            per_epoch, selection = selection_study([d for (m, _), d in runs_done.items() if configs[m].target_in_batch],
                                                    read_labels(wbc1, "WBC1"), base.cache_dir, device)
             write_csv(out / "selection_epochs.csv", per_epoch)
             write_csv(out / "selection.csv", selection)

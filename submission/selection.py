@@ -40,6 +40,20 @@ def snd(probs, temperature: float = 0.005) -> float:
     return float(-_xlogx(p).sum(1).mean())
 
 
+def information_maximization(probs) -> float:
+    """IM: entropy of the mean prediction minus the mean entropy (higher: confident and diverse)."""
+    p = np.asarray(probs, np.float64)
+    mean = p.mean(0)
+    return float(-_xlogx(mean).sum() - entropy(p))
+
+
+def bnm(probs) -> float:
+    """BNM (Cui et al. 2020): the nuclear norm of the prediction matrix (N, K) divided by N
+    (higher: confident and diverse)."""
+    p = np.asarray(probs, np.float64)
+    return float(np.linalg.svd(p, compute_uv=False).sum() / len(p))
+
+
 def prediction_counts(pred, num_classes: int = 11) -> np.ndarray:
     return np.bincount(np.asarray(pred, dtype=np.int64), minlength=num_classes)
 
@@ -58,6 +72,9 @@ def target_scores(logits: np.ndarray, classes, temperature: float, min_pred_clas
     ent = entropy(probs)
     row = {
         "target_snd": snd(probs, temperature),
+        "target_snd_t0.05": snd(probs, 0.05),
+        "target_im": information_maximization(probs),
+        "target_bnm": bnm(probs),
         "target_entropy": ent,
         "target_pred_classes": n_pred,
         "target_guard_ok": int(n_pred >= min_pred_classes and ent <= max_entropy_frac * math.log(logits.shape[1])),
@@ -66,16 +83,32 @@ def target_scores(logits: np.ndarray, classes, temperature: float, min_pred_clas
     return row
 
 
+# --select NAME -> (metrics column, higher is better); every one is in metrics.csv for every epoch
+VALIDATORS = {
+    "snd": ("target_snd", True),  # guarded, see selection_key
+    "snd-t0.05": ("target_snd_t0.05", True),  # guarded too: the paper's temperature
+    "entropy": ("target_entropy", False),
+    "im": ("target_im", True),
+    "bnm": ("target_bnm", True),
+    "source-val": ("source_val_f1", True),
+    "last": ("epoch", True),
+}
+GUARDED = ("snd", "snd-t0.05")
+
+
 def selection_key(row: dict, select: str = "snd") -> tuple:
     """The checkpoint choice as a sort key (a later epoch must be strictly better to win).
 
-    snd: an epoch that passes the guard beats one that does not, then the higher SND;
-    source-val: the higher source-validation macro F1; last: the latest epoch.
+    snd, snd-t0.05: an epoch that passes the guard beats one that does not; among those that pass,
+    the higher SND; among those that do not, the more confident (lower mean entropy), so a run in
+    which no epoch passes never falls back to the near-uniform first epoch. The others: the
+    validator's column, higher or lower as it prefers.
     """
-    if select == "snd":
-        return (int(row["target_guard_ok"]), float(row["target_snd"]))
-    if select == "source-val":
-        return (float(row["source_val_f1"]),)
-    if select == "last":
-        return (int(row["epoch"]),)
-    raise ValueError(f"unknown checkpoint choice {select!r}")
+    if select not in VALIDATORS:
+        raise ValueError(f"unknown checkpoint choice {select!r}")
+    column, higher = VALIDATORS[select]
+    if select in GUARDED:
+        ok = int(row["target_guard_ok"])
+        return (ok, float(row[column]) if ok else -float(row["target_entropy"]))
+    value = float(row[column])
+    return (value if higher else -value,)

@@ -234,14 +234,14 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
 
         draw_run(run_dir)
     barrier(ranks)
-    if ranks.main and cfg.select == "snd" and not best["target_guard_ok"]:
+    if ranks.main and cfg.select.startswith("snd") and not best["target_guard_ok"]:
         warn(f"no epoch passed the guard on {cfg.target} ({cfg.min_pred_classes}+ predicted classes, mean entropy "
-             f"<= {cfg.max_entropy_frac} ln K): best.pt is the best SND among guarded-out epochs; check the run")
+             f"<= {cfg.max_entropy_frac} ln K): best.pt is the most confident epoch ({best['epoch']}); check the run")
     return best
 
 
 def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> str:
-    guard = "" if row["target_guard_ok"] or cfg.select != "snd" else " [dim]guarded out[/]"
+    guard = "" if row["target_guard_ok"] or not cfg.select.startswith("snd") else " [dim]guarded out[/]"
     return (f"epoch {row['epoch']}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f} "
             f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
             f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}{guard}"

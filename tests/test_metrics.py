@@ -92,3 +92,64 @@ def test_f1_matches_the_naive_reference(seed):
     y = rng.integers(0, 11, 200).tolist()
     p = [v if rng.random() < 0.6 else int(rng.integers(0, 11)) for v in y]
     assert f1_scores(y, p)["macro_f1"] == pytest.approx(naive_macro_f1(y, p), rel=1e-12)
+
+
+def naive_im(p):
+    mean = [sum(row[k] for row in p) / len(p) for k in range(len(p[0]))]
+    return -sum(m * math.log(m) for m in mean if m > 0) - naive_entropy(p)
+
+
+def naive_bnm(p):
+    """Nuclear norm through the eigenvalues of the K x K Gram matrix P^T P (no SVD of P)."""
+    p = np.asarray(p, np.float64)
+    eig = np.linalg.eigvalsh(p.T @ p)
+    return float(np.sqrt(np.clip(eig, 0, None)).sum() / len(p))
+
+
+@pytest.mark.parametrize("seed,n,k", [(0, 30, 11), (1, 200, 3)])
+def test_im_and_bnm_match_naive_references(seed, n, k):
+    from submission.selection import bnm, information_maximization
+
+    p = _probs(seed, n, k, sharp=3.0)
+    assert information_maximization(p) == pytest.approx(naive_im(p), rel=1e-9)
+    assert bnm(p) == pytest.approx(naive_bnm(p), rel=1e-6)
+
+
+def test_im_and_bnm_prefer_confident_diverse_predictions_to_a_collapse():
+    from submission.selection import bnm, information_maximization
+
+    k = 5
+    diverse = np.eye(k)[np.arange(100) % k] * 0.96 + 0.01
+    collapsed = np.eye(k)[np.zeros(100, int)] * 0.96 + 0.01
+    assert information_maximization(diverse) > information_maximization(collapsed) + 1.0
+    assert bnm(diverse) > bnm(collapsed) * 2
+
+
+def test_no_fallback_to_an_undertrained_epoch_when_nothing_passes_the_guard():
+    """Four epochs, all above the entropy limit (1.20 nats): the choice is the most confident, the last,
+    never epoch 0 whose near-uniform softmax has the highest SND."""
+    from submission.selection import selection_key
+
+    rows = [{"epoch": e, "target_guard_ok": 0, "target_snd": snd_, "target_entropy": ent}
+            for e, (snd_, ent) in enumerate([(4.6, 2.35), (3.1, 1.90), (2.8, 1.53), (2.5, 1.23)])]
+    for select in ("snd", "snd-t0.05"):
+        rows_ = [{**r, "target_snd_t0.05": r["target_snd"]} for r in rows]
+        best = None
+        for r in rows_:  # the loop's incremental choice
+            if best is None or selection_key(r, select) > selection_key(best, select):
+                best = r
+        assert best["epoch"] == 3
+    passing = {**rows[1], "target_guard_ok": 1}
+    assert selection_key(passing) > selection_key(rows[3])  # an epoch that passes still wins
+
+
+def test_every_validator_is_a_column_with_its_direction():
+    from submission.classes import CLASSES
+    from submission.selection import VALIDATORS, selection_key, target_scores
+
+    row = {**target_scores(np.random.default_rng(0).normal(size=(50, 11)) * 5, CLASSES, 0.005, 1, 1.0),
+           "epoch": 3, "source_val_f1": 0.7}
+    for name, (column, higher) in VALIDATORS.items():
+        assert column in row, name
+        better = {**row, column: row[column] + (1 if higher else -1)}
+        assert selection_key(better, name) > selection_key(row, name), name

@@ -55,8 +55,10 @@ def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
     assert "run's choice + TTA" in markdown(summarize(results)) and "avg.pt + TTA" in markdown(summarize(results))
     per_epoch, table = selection_study([runs[("kit", 0)]], read_labels(demo / "labels", "WBC1"), base.cache_dir, "cpu")
     assert len(per_epoch) == 3 and per_epoch["target_true_f1"].between(0, 1).all()
-    assert set(table["criterion"]) == {"SND with the guard", "lowest target entropy", "source-val F1", "last epoch",
-                                       "average of the last epochs' weights"}
+    from submission.experiments import CRITERIA
+
+    assert set(table["criterion"]) == set(CRITERIA) | {"average of the last epochs' weights"}
+    assert {"target_im", "target_bnm", "target_snd_t0.05"} <= set(per_epoch.columns)
     assert "Spearman" in selection_markdown(table)
 
 
