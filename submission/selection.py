@@ -58,17 +58,25 @@ def prediction_counts(pred, num_classes: int = 11) -> np.ndarray:
     return np.bincount(np.asarray(pred, dtype=np.int64), minlength=num_classes)
 
 
+def real_classes(counts: np.ndarray) -> np.ndarray:
+    """The classes that hold a real share of the predictions: at least max(3 images, 0.5%). A class
+    predicted for one stray image does not count."""
+    counts = np.asarray(counts)
+    return counts >= max(3, 0.005 * counts.sum())
+
+
 def target_scores(logits: np.ndarray, classes, temperature: float, min_pred_classes: int, max_entropy_frac: float) -> dict:
-    """Label-free scores of the target predictions: SND, entropy, predicted class mix, and the guard.
+    """Label-free scores of the target predictions: SND, entropy, IM, BNM, predicted class mix, and the guard.
 
     SND is highest for a model whose softmax vectors all look alike, which happens in two
     ways: a collapse onto few classes, and near-uniform predictions of an undertrained
-    model. The guard rules out both: at least `min_pred_classes` distinct predicted
-    classes, and a mean entropy of at most `max_entropy_frac` x ln(K).
+    model. The guard rules out both: at least `min_pred_classes` classes that hold a real
+    share of the predictions (see real_classes), and a mean entropy of at most
+    `max_entropy_frac` x ln(K).
     """
     probs = softmax(logits)
     counts = prediction_counts(probs.argmax(1), len(classes))
-    n_pred = int((counts > 0).sum())
+    n_pred = int(real_classes(counts).sum())
     ent = entropy(probs)
     row = {
         "target_snd": snd(probs, temperature),

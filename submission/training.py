@@ -22,7 +22,7 @@ from .mdd import MDDNet, grl_coeff
 from .metrics import f1_scores
 from .progress import data_progress, train_progress
 from .rundata import RunData
-from .selection import selection_key, target_scores
+from .selection import real_classes, selection_key, target_scores
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
 RESUMABLE = ("epochs", "workers", "device", "cache", "cache_dir", "log_every")
@@ -234,10 +234,24 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
 
         draw_run(run_dir)
     barrier(ranks)
+    if ranks.main:
+        warn_lost_classes(best, data, cfg)
     if ranks.main and cfg.select.startswith("snd") and not best["target_guard_ok"]:
         warn(f"no epoch passed the guard on {cfg.target} ({cfg.min_pred_classes}+ predicted classes, mean entropy "
              f"<= {cfg.max_entropy_frac} ln K): best.pt is the most confident epoch ({best['epoch']}); check the run")
     return best
+
+
+def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
+    """One warning when the chosen epoch's predicted target class mix has lost classes the sources have."""
+    n = len(data.target_paths)
+    counts = np.array([round(row[f"target_frac_{c}"] * n) for c in CLASSES])
+    present = np.max([mix for mix in data.class_mix.values()], axis=0) > 0
+    lost = [c for c, p, real in zip(CLASSES, present, real_classes(counts)) if p and not real]
+    if lost:
+        warn(f"best.pt (epoch {row['epoch']}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
+             f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1; look at "
+             f"target_distribution.png")
 
 
 def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> str:

@@ -153,3 +153,18 @@ def test_every_validator_is_a_column_with_its_direction():
         assert column in row, name
         better = {**row, column: row[column] + (1 if higher else -1)}
         assert selection_key(better, name) > selection_key(row, name), name
+
+
+def test_the_class_mix_guard_counts_only_classes_with_a_real_share():
+    from submission.classes import CLASSES
+    from submission.selection import real_classes, target_scores
+
+    n = 1591
+    stray = np.full(n, 8)
+    stray[:5] = [0, 1, 2, 3, 4]  # one stray image in each of 5 more classes: 6 classes "predicted"
+    logits = np.eye(11)[stray] * 10
+    row = target_scores(logits, CLASSES, 0.005, 6, 0.5)
+    assert row["target_pred_classes"] == 1 and row["target_guard_ok"] == 0
+    real = np.repeat(np.arange(11), n // 11 + 1)[:n]
+    assert target_scores(np.eye(11)[real] * 10, CLASSES, 0.005, 6, 0.5)["target_guard_ok"] == 1
+    assert list(real_classes([2, 3, 8, 0, 1000])) == [False, False, True, False, True]  # 0.5% of 1013 is 5.1
