@@ -110,7 +110,8 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
         for name, select in CRITERIA.items():
             keys = [selection_key(r, select) for r in metrics.to_dict("records")]
             i = max(range(len(keys)), key=lambda j: keys[j])  # the first best, as the training loop keeps it
-            values = pd.Series([k[0] * 1e6 + k[1] if len(k) == 2 else k[0] for k in keys])  # guarded: passing first
+            order = sorted(range(len(keys)), key=lambda j: keys[j])
+            values = pd.Series(np.argsort(order), dtype=float)  # each epoch's rank under the validator's own key
             rho = values.corr(metrics["target_true_f1"], method="spearman") if len(metrics) > 2 else float("nan")
             picks.append({"run": str(run_dir), "criterion": name, "epoch": int(metrics["epoch"].iloc[i]),
                           "target_f1": f1[i], "gap_to_best_epoch": oracle - f1[i], "spearman": rho})

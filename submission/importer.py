@@ -92,51 +92,57 @@ def _finish(plan: Plan, candidates, check_readable: bool) -> Plan:
     return plan
 
 
-def plan_acevedo(src: Path, check_readable: bool = True) -> Plan:
-    plan, candidates = Plan("Acevedo_20"), []
+def _plan(dataset: str, src: Path, classify, check_readable: bool) -> Plan:
+    """Every file under src: not an image, or classify(path) -> (class, destination, None) to take
+    it, or (class or '', None, reason) to skip it; then unreadable files and duplicates are skipped."""
+    plan, candidates = Plan(dataset), []
     for p in _images(src):
         if not _is_image(p):
             plan.skip.append((p, "", "not an image"))
             continue
-        prefix = p.stem.split("_")[0].upper()
-        if prefix in ACEVEDO_UNUSED or p.parent.name.lower() == "platelet":
-            plan.skip.append((p, "platelet", "platelets are not used"))
-        elif prefix not in ACEVEDO_PREFIXES:
-            plan.skip.append((p, "", f"unknown prefix {prefix}"))
+        cls, dest, why = classify(p)
+        if why:
+            plan.skip.append((p, cls, why))
         else:
-            cls = ACEVEDO_PREFIXES[prefix]
-            candidates.append((p, f"Acevedo_20/{cls}/{p.name}", cls))
+            candidates.append((p, dest, cls))
     return _finish(plan, candidates, check_readable)
+
+
+def _acevedo_class(p: Path):
+    prefix = p.stem.split("_")[0].upper()
+    if prefix in ACEVEDO_UNUSED or p.parent.name.lower() == "platelet":
+        return "platelet", None, "platelets are not used"
+    if prefix not in ACEVEDO_PREFIXES:
+        return "", None, f"unknown prefix {prefix}"
+    cls = ACEVEDO_PREFIXES[prefix]
+    return cls, f"Acevedo_20/{cls}/{p.name}", None
+
+
+def _matek_class(p: Path):
+    code = p.parent.name.upper()
+    if code in MATEK_UNUSED:
+        return code, None, MATEK_UNUSED[code]
+    if code not in MATEK_CODES:
+        return "", None, f"unknown folder {p.parent.name}"
+    cls = MATEK_CODES[code]
+    return cls, f"Matek_19/{cls}/{p.name}", None
+
+
+def plan_acevedo(src: Path, check_readable: bool = True) -> Plan:
+    """PBC_dataset_normal_DIB: the class is the file name's prefix."""
+    return _plan("Acevedo_20", src, _acevedo_class, check_readable)
 
 
 def plan_matek(src: Path, check_readable: bool = True) -> Plan:
-    plan, candidates = Plan("Matek_19"), []
-    for p in _images(src):
-        if not _is_image(p):
-            plan.skip.append((p, "", "not an image"))
-            continue
-        code = p.parent.name.upper()
-        if code in MATEK_UNUSED:
-            plan.skip.append((p, code, MATEK_UNUSED[code]))
-        elif code not in MATEK_CODES:
-            plan.skip.append((p, "", f"unknown folder {p.parent.name}"))
-        else:
-            cls = MATEK_CODES[code]
-            candidates.append((p, f"Matek_19/{cls}/{p.name}", cls))
-    return _finish(plan, candidates, check_readable)
+    """AML-Cytomorphology_LMU: the class is the folder's code."""
+    return _plan("Matek_19", src, _matek_class, check_readable)
 
 
 def plan_folder(src: Path, name: str, check_readable: bool = True) -> Plan:
     """A lab's unlabelled images, any nesting: DATA_ROOT/NAME/<the same relative path>."""
     if not name or "/" in name or name in ("Acevedo_20", "Matek_19", "splits"):
         raise KitError(f"--name must be a plain folder name other than the sources' and 'splits', not {name!r}")
-    plan, candidates = Plan(name), []
-    for p in _images(src):
-        if not _is_image(p):
-            plan.skip.append((p, "", "not an image"))
-            continue
-        candidates.append((p, f"{name}/{p.relative_to(src).as_posix()}", "unlabelled"))
-    return _finish(plan, candidates, check_readable)
+    return _plan(name, src, lambda p: ("unlabelled", f"{name}/{p.relative_to(src).as_posix()}", None), check_readable)
 
 
 def compare_with_list(plan: Plan, listed: list[str]) -> dict:

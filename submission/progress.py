@@ -3,14 +3,16 @@
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def _columns():
+    return (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn())
+
+
 def data_progress(console=None) -> Progress:
     """A transient bar with ETA for preparing images and predicting."""
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
+    return Progress(*_columns(), console=console, transient=True)
 
 
 def train_progress(console=None) -> Progress:
     """The training bar: steps done, elapsed, ETA and the latest losses (the `info` field)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=console)
+    return Progress(*_columns(), TextColumn("{task.fields[info]}"), console=console)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from .errors import KitError
-from .splits import IMAGE_SUFFIXES, load_split, resolve_splits_dir
+from .splits import IMAGE_SUFFIXES, TARGETS, load_split, resolve_splits_dir
 from .submit import sort_images
 
 CHECKPOINTS = ("best", "avg", "last")
@@ -97,7 +97,7 @@ class Target:
         if info is not None:
             return cls.from_folder(Path(data_root) / name, crop_for(px_per_um or info["px_per_um"]), name)
         splits = resolve_splits_dir(data_root, Path(splits_dir) if splits_dir else None)
-        if not (Path(splits) / f"{name}.csv").is_file() and name not in ("WBC1", "WBC2"):
+        if not (Path(splits) / f"{name}.csv").is_file() and name not in TARGETS:
             raise KitError(f"no target {name!r}: not a split in {splits} and no {Path(data_root) / name / 'dataset.json'}; "
                            f"import a lab's folder with `python -m submission.importer folder DIR --data-root "
                            f"{data_root} --name {name} --px-per-um X`")
@@ -105,7 +105,7 @@ class Target:
 
     @property
     def is_challenge_split(self) -> bool:
-        return self.name in ("WBC1", "WBC2") and self.crop_px is None
+        return self.name in TARGETS and self.crop_px is None
 
     @classmethod
     def of_run(cls, split: str, run_dir: Path, data_root: Path | None = None) -> "Target":

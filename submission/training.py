@@ -23,6 +23,7 @@ from .metrics import f1_scores
 from .progress import data_progress, train_progress
 from .rundata import RunData
 from .selection import real_classes, selection_key, target_scores
+from .splits import TARGETS
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
 RESUMABLE = ("epochs", "workers", "device", "cache", "cache_dir", "log_every")
@@ -157,7 +158,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
             console.print(f"resuming {run_dir} after epoch {ckpt['epoch']}")
     if ranks.main:
         write_json(run_dir / "class_mix.json", data.class_mix)
-        images = [Path(p).name for p in data.target_paths] if cfg.target in ("WBC1", "WBC2") else data.target_paths
+        images = [Path(p).name for p in data.target_paths] if cfg.target in TARGETS else data.target_paths
         write_csv(run_dir / "target_images.csv", pd.DataFrame({"Image": images}))
         write_json(run_dir / "config.json", {**cfg.to_json(), "data_root_resolved": data.run_info["data_root"],
                                               "splits_dir_resolved": data.run_info["splits_dir"],
@@ -270,9 +271,7 @@ def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, 
     used = 0
     if cfg.bn_batches > 0:
         batches = (x_s if x_t is None else torch.cat([x_s, x_t])
-                   for (x_s, _, x_t), _ in zip(epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False,
-                                                             stream=4),
-                                               range(cfg.bn_batches)))
+                   for x_s, _, x_t in epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False, stream=4))
         used = recompute_batchnorm(model, batches, device, channels_last)
     info = {"averaged_epochs": average.epochs, "bn_batches": used}
     save_torch(run_dir / "avg.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, average.epochs[-1], last["step"],
