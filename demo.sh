@@ -8,7 +8,7 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
 PY="$VENV/bin/python"
 start=$(date +%s)
-[ -f demo/data/splits/WBC2.csv ] || "$PY" -m submission.demo --dest demo
+"$PY" -m submission.demo --dest demo --if-stale  # regenerates demo data of another version
 for seed in 0 1; do
   "$PY" train.py --demo --seed "$seed" --overwrite
 done
