@@ -36,6 +36,9 @@ def main(
     workers: cli.Workers = cli.DEFAULT_WORKERS,
     cache: cli.Cache = True,
     cache_dir: cli.CacheDir = Path("cache"),
+    adabn: Annotated[str, typer.Option(help="For runs trained with --adabn: BatchNorm statistics from the run's target "
+                                            "(stored), re-estimated on the images predicted (refit), or the training "
+                                            "ones (off).")] = "stored",
 ):
     """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
     with a .json beside it saying what it holds.
@@ -79,14 +82,15 @@ def main(
                 Target.resolve(split, Path(key[0]), key[1])
         target = targets[key]
         with data_progress(console) as progress:
-            logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress)
+            logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress, adabn)
         frame = logits_frame(target.images, logits, ckpt["classes"])
         dest = path.parent / logits_name(target.name, path.stem, tta)
         write_csv(dest, frame)
         write_json(dest.with_suffix(".json"), {
             "split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
             "selected_by": ckpt.get("selected_by"), "images": str(target.data_root), "crop_px": target.crop_px,
-            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"]})
+            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"],
+            "adabn": adabn if ckpt["config"].get("adabn") else None, "prior_em": ckpt["config"].get("prior_em", False)})
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})

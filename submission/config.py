@@ -66,7 +66,7 @@ def _crops(text: str) -> dict:
 
 
 SCHEDULES = ("inv", "step", "cosine")
-SELECTORS = ("snd", "snd-t0.05", "entropy", "im", "bnm", "source-val", "last")
+SELECTORS = ("snd", "snd-t0.05", "entropy", "im", "bnm", "mixval", "source-val", "last", "avg")
 TARGET_NORMS = ("own", "source")
 
 
@@ -109,13 +109,28 @@ class TrainConfig:
                                           "sees both domains (off: the sources alone).")
     target_norm: str = setting("own", "Normalisation of the target images: own (their own mean/std, label-free) or "
                                       "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
+    mcc_weight: float = setting(0.0, "Weight of the MCC (minimum class confusion) loss on the target batch (0: off; "
+                                     "1 in the paper). Combines with MDD.")
+    mcc_temperature: float = setting(2.5, "MCC softmax temperature (2 to 3 in the paper's scripts).")
+    colour_aug: float = setting(0.0, "Target-informed colour augmentation: share of source images recoloured towards a "
+                                     "random target image (nucleus and the rest separately; target pixels only, no "
+                                     "labels) and then normalised as target images (0: off).")
+    stain_jitter: float = setting(0.0, "HED stain jitter strength (Tellez et al. 2019: 0.05) on half the training "
+                                       "images (0: off).")
+    adabn: bool = setting(False, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
+                                 "go into every checkpoint next to the training ones, and are used for inference.")
+    prior_em: bool = setting(False, "Prior correction: predictions adjusted to the target class prior estimated by "
+                                    "EM (Saerens et al. 2002).")
+    watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
+                                            "score checkpoint choices later; never used for the choice.")
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
     select: str = setting("snd", "Label-free checkpoint choice for best.pt: snd (guarded SND on the target, T 0.005), "
                                  "snd-t0.05 (the same at the paper's temperature), entropy (lowest mean target "
                                  "entropy), im (information maximization), bnm (nuclear norm of the predictions), "
-                                 "source-val (source-validation macro F1) or last.", choices=SELECTORS)
+                                 "mixval (accuracy on mixed target pairs), source-val (source-validation macro F1), last, "
+                                 "or avg (the averaged weights of the last epochs, avg.pt).", choices=SELECTORS)
     snd_temperature: float = setting(0.005, "SND temperature.")
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
     max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "
@@ -180,7 +195,7 @@ RECIPE_NOTES = {
 }
 
 # The budget preset: small images, a short run, no ImageNet download. Combines with any recipe.
-DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 10, "iters_per_epoch": 50, "pretrained": False,
+DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 8, "iters_per_epoch": 50, "pretrained": False,
         "grl_max_iters": 0}  # a 500-step run: tie the reversal ramp to its length
 
 
@@ -189,6 +204,12 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) not in choices:
             raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
+    if cfg.mcc_weight > 0 and not cfg.target_in_batch:
+        raise KitError("--mcc-weight needs the target images in the batch (--target-in-batch)")
+    if cfg.select == "avg" and cfg.average_last < 1:
+        raise KitError("--select avg needs --average-last of at least 1")
+    if not 0.0 <= cfg.colour_aug <= 1.0:
+        raise KitError(f"--colour-aug is a share between 0 and 1, not {cfg.colour_aug}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 16:
         raise KitError("--epochs and --batch-size must be at least 1, --image-size at least 16")
     return cfg

@@ -147,19 +147,27 @@ def file_lock(path: Path):
 
 
 class CellDataset(Dataset):
-    """(image tensor (3, S, S) float32, label) pairs from prepared images and one transform."""
+    """(image tensor (3, S, S) float32, label) pairs from prepared images and one transform.
 
-    def __init__(self, images, labels, transform):
+    With `recolour` (stain.TargetRecolour) and `recoloured_transform`: an image that the recolouring
+    changed goes through `recoloured_transform` instead (the same augmentation, normalised as the target)."""
+
+    def __init__(self, images, labels, transform, recolour=None, recoloured_transform=None):
         self.images, self.labels, self.transform = images, np.asarray(labels, np.int64), transform
+        self.recolour, self.recoloured_transform = recolour, recoloured_transform
 
     def __len__(self):
         return len(self.labels)
 
     def sample(self, i: int, seed: int | None = None):
         """Item i; with `seed`, its augmentation is drawn from that seed alone."""
+        img, transform = np.asarray(self.images[i]), self.transform
+        if self.recolour is not None:
+            img, changed = self.recolour(img, np.random.default_rng(seed))
+            transform = self.recoloured_transform if changed else transform
         if seed is not None:
-            self.transform.set_random_seed(seed)
-        img = self.transform(image=np.asarray(self.images[i]))["image"]
+            transform.set_random_seed(seed)
+        img = transform(image=img)["image"]
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
 
     def __getitem__(self, i):

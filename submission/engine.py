@@ -1,5 +1,7 @@
-"""The compute: device and precision, the learning-rate schedules, one training step, the prediction loop."""
+"""The compute: device and precision, the learning-rate schedules, one training step, the prediction loop,
+BatchNorm re-estimation (weight averaging, AdaBN) and the model-based validator MixVal."""
 
+import contextlib
 import math
 import random
 
@@ -8,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import KitError
-from .mdd import mdd_loss
+from .mdd import mcc_loss, mdd_loss
 from .tta import predict_tta
 
 
@@ -67,9 +69,11 @@ def set_lr(optimizer, lr: float) -> None:
         g["lr"] = lr * g["lr_mult"]
 
 
-def train_step(model, x_s, labels_s, x_t, optimizer, coeff, margin, trade_off, class_weights=None, amp=False):
+def train_step(model, x_s, labels_s, x_t, optimizer, coeff, margin, trade_off, class_weights=None, amp=False,
+               mcc_weight=0.0, mcc_temperature=2.5):
     """One step. With target images (x_t not None): one forward over cat([x_s, x_t]), so BatchNorm
-    sees both domains, and the MDD transfer loss x trade_off. Without: the sources alone, CE only.
+    sees both domains, the MDD transfer loss x trade_off and the MCC loss x mcc_weight on the
+    target logits. Without: the sources alone, CE only.
 
     Returns detached losses; no host sync here.
     """
@@ -78,20 +82,26 @@ def train_step(model, x_s, labels_s, x_t, optimizer, coeff, margin, trade_off, c
     with torch.autocast(x_s.device.type, dtype=torch.bfloat16, enabled=amp):
         y, y_adv = model(x, coeff)
     y, y_adv = y.float(), y_adv.float()
+    zero = torch.zeros((), device=y.device)
+    transfer_loss, mcc = zero, zero
     if x_t is None:
         cls_loss = F.cross_entropy(y, labels_s, weight=class_weights)
-        transfer_loss = torch.zeros((), device=y.device)
         loss = cls_loss
     else:
         y_s, y_t = y.chunk(2)
         y_s_adv, y_t_adv = y_adv.chunk(2)
         cls_loss = F.cross_entropy(y_s, labels_s, weight=class_weights)
-        transfer_loss = mdd_loss(y_s, y_s_adv, y_t, y_t_adv, margin)
-        loss = cls_loss + trade_off * transfer_loss
+        loss = cls_loss
+        if trade_off:
+            transfer_loss = mdd_loss(y_s, y_s_adv, y_t, y_t_adv, margin)
+            loss = loss + trade_off * transfer_loss
+        if mcc_weight:
+            mcc = mcc_loss(y_t, mcc_temperature)
+            loss = loss + mcc_weight * mcc
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach()}
+    return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach(), "mcc_loss": mcc.detach()}
 
 
 @torch.no_grad()
@@ -109,17 +119,23 @@ def predict_logits(model, loader, device, amp=False, channels_last=False, tta=Fa
     return torch.cat(out).numpy()
 
 
+def _norms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 @torch.no_grad()
 def recompute_batchnorm(model, batches, device, channels_last=False) -> int:
-    """Re-estimate every BatchNorm's running statistics as the plain mean over `batches` (as SWA's
-    update_bn does after averaging weights). Returns the number of batches used."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    """Re-estimate every BatchNorm's running statistics as the plain mean of the per-batch statistics
+    over `batches` (as SWA's update_bn does after averaging weights, and AdaBN on the target). Only
+    the BatchNorm layers run in training mode (dropout stays off). Returns the number of batches used."""
+    norms = _norms(model)
     momenta = {m: m.momentum for m in norms}
+    was_training = model.training
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    was_training = model.training
-    model.train()
+        m.train()
     n = 0
     for x in batches:
         model.predict(to_device(x, device, channels_last))
@@ -128,3 +144,61 @@ def recompute_batchnorm(model, batches, device, channels_last=False) -> int:
         m.momentum = momenta[m]
     model.train(was_training)
     return n
+
+
+def batchnorm_state(model) -> dict:
+    """The BatchNorm buffers of a model (running mean, variance, batch count), as a partial state dict."""
+    names = {name for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if k.rsplit(".", 1)[0] in names and k.rsplit(".", 1)[-1] in buffers}
+
+
+@torch.no_grad()
+def target_batchnorm(model, batches, device, channels_last=False) -> dict:
+    """AdaBN (Li et al. 2016): the BatchNorm statistics of `batches` (target images, no
+    augmentation) for the model's weights. The model keeps its own statistics."""
+    own = batchnorm_state(model)
+    recompute_batchnorm(model, batches, device, channels_last)
+    target = batchnorm_state(model)
+    model.load_state_dict(own, strict=False)
+    return target
+
+
+@contextlib.contextmanager
+def batchnorm_swapped(model, state: dict | None):
+    """Within the block the model uses the BatchNorm statistics `state` (None: its own)."""
+    if state is None:
+        yield model
+        return
+    own = batchnorm_state(model)
+    model.load_state_dict(state, strict=False)
+    try:
+        yield model
+    finally:
+        model.load_state_dict(own, strict=False)
+
+
+@torch.no_grad()
+def mixval(model, images: torch.Tensor, pseudo: np.ndarray, device, lam: float = 0.55, seed: int = 0,
+           amp=False, channels_last=False, batch_size: int = 128) -> float:
+    """MixVal's inter-class probe (Hu et al. 2023): pair each target image with a random one of
+    another pseudo-class, mix them lam : 1 - lam, and score how often the model predicts the
+    dominant image's pseudo-label. `images`: (N, 3, S, S) normalised target images; `pseudo`:
+    the model's labels for them. NaN when all pseudo-labels are one class."""
+    pseudo = np.asarray(pseudo)
+    rng = np.random.default_rng(seed)
+    partner = rng.permutation(len(pseudo))
+    keep = np.flatnonzero(pseudo != pseudo[partner])
+    if len(keep) == 0:
+        return float("nan")
+    model.eval()
+    hits = 0
+    for start in range(0, len(keep), batch_size):
+        i = keep[start : start + batch_size]
+        x = lam * images[i] + (1 - lam) * images[partner[i]]
+        x = to_device(x, device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model.predict(x).argmax(1).cpu().numpy()
+        hits += int((pred == pseudo[i]).sum())
+    return hits / len(keep)

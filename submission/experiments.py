@@ -77,6 +77,7 @@ CRITERIA = {  # table name -> --select name (every validator of selection.VALIDA
     "lowest target entropy": "entropy",
     "information maximization (IM)": "im",
     "BNM (nuclear norm)": "bnm",
+    "MixVal (mixed target pairs)": "mixval",
     "source-val F1": "source-val",
     "last epoch": "last",
 }

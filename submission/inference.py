@@ -5,7 +5,8 @@ import torch
 
 from .checkpoint import model_from_checkpoint
 from .data import CellDataset, eval_loader
-from .engine import fast_settings, predict_logits, resolve_device
+from .engine import fast_settings, predict_logits, resolve_device, target_batchnorm
+from .prior import corrected_logits
 from .errors import KitError
 from .rundata import prepared_images
 from .runs import Target
@@ -21,13 +22,21 @@ def target_crop(ckpt: dict, target: Target) -> int:
     raise KitError(f"the scale of {target.name} is unknown: give --px-per-um (or --crop-px)")
 
 
+ADABN_MODES = ("stored", "refit", "off")
+
+
 def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=32, workers=0, cache=True,
-                cache_dir="cache", progress=None) -> np.ndarray:
+                cache_dir="cache", progress=None, adabn: str = "stored", prior_em: bool | None = None) -> np.ndarray:
     """Logits (N, K) of one checkpoint on the target images, in target order.
 
     Preprocessing comes from the checkpoint: the 25 um crop, and the normalisation the run
-    used for its target domain.
+    used for its target domain. A run trained with AdaBN predicts with the BatchNorm statistics
+    it estimated on its target (adabn="stored"), or with statistics re-estimated on these very
+    images ("refit"), or its training ones ("off"). With prior correction (the run's setting
+    unless `prior_em` says otherwise), the logits are the log of the EM-adjusted posteriors.
     """
+    if adabn not in ADABN_MODES:
+        raise KitError(f"--adabn must be one of {', '.join(ADABN_MODES)}, not {adabn!r}")
     dev = resolve_device(device)
     norm = ckpt["normalization"][ckpt["target"]]
     images, errors = prepared_images(target.rel_paths, target.name, target.data_root, target_crop(ckpt, target),
@@ -42,5 +51,13 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
         model = model.to(memory_format=torch.channels_last)
     task = progress.add_task(f"predicting ({'8 views' if tta else '1 view'})", total=len(dataset)) if progress else None
     loader = eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda")
-    return predict_logits(model, loader, dev, amp, channels_last, tta,
-                          on_batch=(lambda n: progress.advance(task, n)) if task is not None else None)
+    run_adabn = ckpt["config"].get("adabn", False)
+    if run_adabn and adabn == "stored":
+        model.load_state_dict(ckpt["target_bn"], strict=False)
+    elif run_adabn and adabn == "refit":
+        model.load_state_dict(target_batchnorm(model, (x for x, _ in loader), dev, channels_last), strict=False)
+    logits = predict_logits(model, loader, dev, amp, channels_last, tta,
+                            on_batch=(lambda n: progress.advance(task, n)) if task is not None else None)
+    if ckpt["config"].get("prior_em", False) if prior_em is None else prior_em:
+        logits = corrected_logits(logits, ckpt["train_prior"])
+    return logits

@@ -12,6 +12,7 @@ from .errors import KitError, warn
 from .files import cache_key, write_json
 from .runs import Target
 from .splits import SOURCES, load_split, resolve_splits_dir
+from .stain import TargetRecolour, palette
 from .transforms import cached_stats, channel_stats, eval_transform, train_transform
 
 
@@ -96,13 +97,19 @@ class RunData:
                          "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
                          "target_root": str(Path(target.data_root).resolve())}
 
-        def cells(images, labels, train, norm):
-            t = train_transform(cfg.image_size, norm["mean"], norm["std"], zoom=cfg.zoom) if train else \
-                eval_transform(cfg.image_size, norm["mean"], norm["std"])
-            return CellDataset(images, labels, t)
-
         frame, images = prepared[cfg.target]
         norm = normalization[cfg.target]
+        recolour = TargetRecolour(palette(images), cfg.colour_aug) if cfg.colour_aug > 0 else None
+
+        def cells(images, labels, train, norm, source=False):
+            if not train:
+                return CellDataset(images, labels, eval_transform(cfg.image_size, norm["mean"], norm["std"]))
+            make = lambda n: train_transform(cfg.image_size, n["mean"], n["std"], zoom=cfg.zoom,  # noqa: E731
+                                             stain_jitter=cfg.stain_jitter)
+            if source and recolour is not None:  # recoloured sources are normalised as the target is
+                return CellDataset(images, labels, make(norm), recolour, make(normalization[cfg.target]))
+            return CellDataset(images, labels, make(norm))
+
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
@@ -113,11 +120,24 @@ class RunData:
             labels = frame["label_id"].to_numpy()
             self.class_mix[dataset] = (np.bincount(labels, minlength=NUM_CLASSES) / len(labels)).tolist()
             tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-            train_parts.append(cells(IndexedImages(images, tr), labels[tr], True, normalization[dataset]))
+            train_parts.append(cells(IndexedImages(images, tr), labels[tr], True, normalization[dataset], source=True))
             if len(va):
                 val_parts.append(cells(IndexedImages(images, va), labels[va], False, normalization[dataset]))
         self.source_train = CellConcat(train_parts)
         self.source_val = CellConcat(val_parts) if val_parts else None
+        counts = np.bincount(self.source_train.labels, minlength=NUM_CLASSES).astype(float)
+        # the class prior the model is trained with: uniform over the present classes when sampling is balanced
+        trained = (counts > 0) / max((counts > 0).sum(), 1) if cfg.balanced else counts / counts.sum()
+        self.run_info["train_prior"] = [round(float(v), 6) for v in trained]
+        self.watch = None  # a split whose every-epoch outputs a study keeps (never used for the choice)
+        if cfg.watch_split:
+            watch = Target.resolve(cfg.watch_split, data_root, splits_dir, None, None)
+            crop = watch.crop_px or cfg.crop_px.get(cfg.watch_split) or crops[cfg.target]
+            w_images, w_errors = prepared_images(watch.rel_paths, cfg.watch_split, watch.data_root, crop, cfg.work_size,
+                                                 cfg.cache, cfg.cache_dir, cfg.workers, progress)
+            if w_errors:
+                raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
+            self.watch = cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:
             warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")

@@ -98,8 +98,10 @@ VALIDATORS = {
     "entropy": ("target_entropy", False),
     "im": ("target_im", True),
     "bnm": ("target_bnm", True),
+    "mixval": ("target_mixval", True),  # needs the model: computed during training (engine.mixval)
     "source-val": ("source_val_f1", True),
     "last": ("epoch", True),
+    "avg": ("epoch", True),  # follows the last epoch while training; avg.pt becomes best.pt at the end
 }
 GUARDED = ("snd", "snd-t0.05")
 

@@ -14,10 +14,11 @@ from .classes import CLASSES, NUM_CLASSES
 from .config import TrainConfig
 from .data import epoch_loader, eval_loader
 from .distributed import Ranks, barrier, broadcast, gather, setup, shard
-from .engine import (fast_settings, lr_at, make_optimizer, predict_logits, recompute_batchnorm, resolve_device,
-                     seed_everything, set_lr, to_device, train_step)
+from .engine import (batchnorm_swapped, fast_settings, lr_at, make_optimizer, mixval, predict_logits,
+                     recompute_batchnorm, resolve_device, seed_everything, set_lr, target_batchnorm, to_device,
+                     train_step)
 from .errors import KitError, warn
-from .files import save_npy, save_torch, write_csv, write_json
+from .files import atomic_path, save_npy, save_torch, write_csv, write_json
 from .mdd import MDDNet, grl_coeff
 from .metrics import f1_scores
 from .progress import data_progress, train_progress
@@ -48,11 +49,16 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     return run_dir
 
 
-def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last, ranks: Ranks = Ranks()):
-    """Per-epoch scores: source-validation F1 (the fold held out) and the label-free target scores.
+MIXVAL_IMAGES = 512  # target images MixVal pairs (a fixed, evenly spaced subset)
+
+
+def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last, ranks: Ranks = Ranks(), epoch: int = 0):
+    """Per-epoch scores: source-validation F1 (the fold held out, with the model's own BatchNorm
+    statistics) and the label-free target scores (with AdaBN, the target's statistics).
     Under torchrun each rank predicts its shard and every rank gets the gathered result.
 
-    Returns (scores, target logits (N, K), source-validation predictions or None).
+    Returns (scores, target logits (N, K), source-validation predictions or None, target BatchNorm
+    statistics or None, watched split's logits or None).
     """
     bs, workers = 2 * cfg.batch_size, min(cfg.workers, 2)
 
@@ -67,9 +73,18 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
         row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
     else:
         row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
-    target_logits = logits(data.target_eval)
-    row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
-    return row, target_logits, val_pred
+    target_bn = None
+    if cfg.adabn:  # every rank estimates on the whole target: the same statistics everywhere
+        target_bn = target_batchnorm(model, (x for x, _ in eval_loader(data.target_eval, bs, workers)), device, channels_last)
+    with batchnorm_swapped(model, target_bn):
+        target_logits = logits(data.target_eval)
+        row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
+        pick = np.unique(np.linspace(0, len(data.target_eval) - 1, min(len(data.target_eval), MIXVAL_IMAGES)).astype(int))
+        images = torch.stack([data.target_eval[int(i)][0] for i in pick])
+        row["target_mixval"] = mixval(model, images, target_logits[pick].argmax(1), device, seed=cfg.seed * 1000 + epoch,
+                                      amp=amp, channels_last=channels_last)
+        watched = logits(data.watch) if data.watch is not None else None
+    return row, target_logits, val_pred, target_bn, watched
 
 
 def epoch_batches(data: RunData, cfg: TrainConfig, epoch: int, iters: int, pin: bool, stream: int = 0,
@@ -175,7 +190,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
             for epoch in range(start_epoch, cfg.epochs):
                 t0 = time.time()
                 torch.manual_seed(stream_seed(cfg.seed, epoch, 3))  # dropout
-                sums = {"cls_loss": torch.zeros((), device=device), "transfer_loss": torch.zeros((), device=device)}
+                sums = {k: torch.zeros((), device=device) for k in ("cls_loss", "transfer_loss", "mcc_loss")}
                 for i, (x_s, y_s, x_t) in enumerate(epoch_batches(data, cfg, epoch, iters, pin, ranks=ranks)):
                     step = epoch * iters + i
                     lr = lr_at(step, total, cfg)
@@ -184,7 +199,8 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     x_s = to_device(x_s, device, channels_last)
                     x_t = None if x_t is None else to_device(x_t, device, channels_last)
                     losses = train_step(step_model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff,
-                                        cfg.margin, cfg.trade_off, class_weights, amp)
+                                        cfg.margin, cfg.trade_off, class_weights, amp, cfg.mcc_weight,
+                                        cfg.mcc_temperature)
                     for k in sums:
                         sums[k] += losses[k]
                     if (i + 1) % cfg.log_every == 0 or i + 1 == iters:
@@ -195,8 +211,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                                 f"transfer_loss {tr_l}; the last good checkpoint is kept. Try a lower --lr or --trade-off")
                         progress.update(task, completed=step + 1, info=f"cls {cls_l:.3f} transfer {tr_l:.3f} coeff {coeff:.3f}")
                 row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
-                       "cls_loss": float(sums["cls_loss"]) / iters, "transfer_loss": float(sums["transfer_loss"]) / iters}
-                scores, target_logits, val_pred = evaluate(model, data, cfg, device, amp, channels_last, ranks)
+                       **{k: float(v) / iters for k, v in sums.items()}}
+                scores, target_logits, val_pred, target_bn, watched = evaluate(model, data, cfg, device, amp,
+                                                                              channels_last, ranks, epoch)
+                bn_extra = {"target_bn": target_bn} if target_bn is not None else {}
                 row.update(scores)
                 row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
                 history.append(row)
@@ -205,9 +223,11 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                 if not ranks.main:  # rank 0 alone scores, keeps the average and writes
                     continue
                 save_npy(run_dir / "target_logits" / f"epoch{epoch:03d}.npy", target_logits)
+                if watched is not None:
+                    save_npy(run_dir / "watch_logits" / f"epoch{epoch:03d}.npy", watched)
                 if is_best:
                     save_torch(run_dir / "best.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, epoch, row["step"],
-                                                                    row, selected_by=cfg.select))
+                                                                    row, selected_by=cfg.select, **bn_extra))
                     write_json(run_dir / "best.json", {**row, "selected_by": cfg.select})
                     if val_pred is not None:
                         write_csv(run_dir / "source_val_predictions.csv",
@@ -217,7 +237,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                 save_torch(run_dir / "last.pt", checkpoint_dict(
                     model.state_dict(), cfg, data.run_info, epoch, row["step"], row, optimizer=optimizer.state_dict(),
                     history=history, best=best, average=average.to_dict() if average.epochs else None,
-                    world_size=ranks.world))
+                    world_size=ranks.world, **bn_extra))
                 saved_epoch = epoch
                 write_csv(run_dir / "metrics.csv", pd.DataFrame(history))
                 progress.console.print(epoch_line(row, cfg, is_best, time.time() - t0), highlight=False, soft_wrap=True)
@@ -231,6 +251,11 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     if ranks.main:
         if average.epochs:
             write_average(run_dir, model, average, data, cfg, iters, device, channels_last, history[-1])
+            if cfg.select == "avg":  # the averaged weights are the run's choice
+                with atomic_path(run_dir / "best.pt") as tmp:
+                    shutil.copyfile(run_dir / "avg.pt", tmp)
+                write_json(run_dir / "best.json", {**history[-1], "selected_by": "avg",
+                                                   "averaged_epochs": average.epochs})
         from .report import draw_run
 
         draw_run(run_dir)
@@ -257,7 +282,8 @@ def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
 
 def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> str:
     guard = "" if row["target_guard_ok"] or not cfg.select.startswith("snd") else " [dim]guarded out[/]"
-    return (f"epoch {row['epoch']}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f} "
+    mcc = f" mcc {row['mcc_loss']:.3f}" if cfg.mcc_weight else ""
+    return (f"epoch {row['epoch']}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f}{mcc} "
             f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
             f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}{guard}"
             + (" [green]best[/]" if is_best else "") + f" [dim]{seconds:.0f}s[/]")
@@ -274,5 +300,9 @@ def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, 
                    for x_s, _, x_t in epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False, stream=4))
         used = recompute_batchnorm(model, batches, device, channels_last)
     info = {"averaged_epochs": average.epochs, "bn_batches": used}
+    extra = {}
+    if cfg.adabn:
+        batches = (x for x, _ in eval_loader(data.target_eval, 2 * cfg.batch_size, min(cfg.workers, 2)))
+        extra["target_bn"] = target_batchnorm(model, batches, device, channels_last)
     save_torch(run_dir / "avg.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, average.epochs[-1], last["step"],
-                                                   info, selected_by="average"))
+                                                   info, selected_by="avg" if cfg.select == "avg" else "average", **extra))

@@ -173,16 +173,20 @@ def zoom_transform(zoom: float, p: float = 0.5):
     return A.Affine(scale=(1.0 - zoom, 1.0 + zoom), border_mode=cv2.BORDER_REFLECT_101, p=p)
 
 
-def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float = 0.2) -> A.Compose:
+def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float = 0.2, stain_jitter: float = 0.0) -> A.Compose:
     """The training augmentation on a working-size image; output (size, size, 3) float32.
 
-    fog="fast" uses FastFog, fog="albumentations" the original RandomFog (about 50x slower).
+    fog="fast" uses FastFog, fog="albumentations" the original RandomFog (about 50x slower);
+    stain_jitter > 0 adds HED jitter of that strength to half the images.
     """
+    from .stain import HEDJitter
+
     fog_t = {"fast": FastFog, "albumentations": A.RandomFog}[fog]
     return _compose(
         ([zoom_transform(zoom)] if zoom > 0 else [])
+        + [A.RandomCrop(height=image_size, width=image_size)]
+        + ([HEDJitter(stain_jitter, p=0.5)] if stain_jitter > 0 else [])
         + [
-            A.RandomCrop(height=image_size, width=image_size),
             A.Blur(blur_limit=(3, 7), p=0.5),
             fog_t(fog_coef_range=(0.3, 1.0), alpha_coef=0.08, p=0.5),
             A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=0.0, p=0.5),
