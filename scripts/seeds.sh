@@ -2,6 +2,9 @@
 # Train several seeds at once, one process per visible GPU, then predict and ensemble.
 #
 #   scripts/seeds.sh 0-4 [train.py options...]      e.g. scripts/seeds.sh 0-4 --data-root data
+#   FOLDS=1 scripts/seeds.sh 0-4 [options...]        a fold ensemble: member k holds out source fold k
+#                                                    (--seed k --val-fold k), so every labelled image
+#                                                    trains all members but one
 #
 # RUNS (default runs) and CACHE_DIR (default cache) go to train.py, infer.py and ensemble.py alike;
 # the submission is written to $RUNS/submission.csv.
@@ -17,16 +20,19 @@ CACHE_DIR=${CACHE_DIR:-cache}
 range=${1:?usage: scripts/seeds.sh FIRST-LAST [train.py options]}
 shift
 seeds=$(seq "${range%-*}" "${range#*-}")
+member() {  # train.py options of one member
+  if [ "${FOLDS:-0}" = 1 ]; then echo "--seed $1 --val-fold $1"; else echo "--seed $1"; fi
+}
 gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -eq 0 ]; then
-  for s in $seeds; do "$PY" train.py --seed "$s" --runs "$RUNS" --cache-dir "$CACHE_DIR" "$@"; done
+  for s in $seeds; do "$PY" train.py $(member "$s") --runs "$RUNS" --cache-dir "$CACHE_DIR" "$@"; done
 else
   mkdir -p "$RUNS"
   pids=()
   for g in $(seq 0 $((gpus - 1))); do
     mine=$(for s in $seeds; do [ $(( (s - ${range%-*}) % gpus )) -eq "$g" ] && echo "$s"; done || true)
     [ -n "$mine" ] || continue
-    (for s in $mine; do CUDA_VISIBLE_DEVICES=$g "$PY" train.py --seed "$s" --runs "$RUNS" --cache-dir "$CACHE_DIR" "$@" \
+    (for s in $mine; do CUDA_VISIBLE_DEVICES=$g "$PY" train.py $(member "$s") --runs "$RUNS" --cache-dir "$CACHE_DIR" "$@" \
       > "$RUNS/train_seed$s.log" 2>&1; done) &
     pids+=($!)
   done

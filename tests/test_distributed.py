@@ -1,5 +1,6 @@
 """torchrun on CPU (gloo): a 2-process run is the one-process run with its batches sliced by rank."""
 
+import json
 import os
 import subprocess
 import sys
@@ -118,13 +119,15 @@ def test_a_rank_slice_of_the_global_batch_keeps_the_one_process_draws():
         epoch_loader(Items(), 8, 40, 3, rank=0, world=3)
 
 
-def test_seeds_script_trains_predicts_and_ensembles_on_cpu(demo, tmp_path):
+def test_seeds_script_trains_a_fold_ensemble_predicts_and_ensembles_on_cpu(demo, tmp_path):
     env = {**os.environ, "PY": sys.executable, "RUNS": str(tmp_path / "runs"), "CACHE_DIR": str(tmp_path / "cache"),
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "FOLDS": "1"}
     done = subprocess.run(["bash", str(ROOT / "scripts/seeds.sh"), "3-4", "--data-root", str(demo / "data"),
                            "--epochs", "1", "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8",
                            "--no-pretrained", "--workers", "0", "--min-pred-classes", "1", "--bn-batches", "1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "runs").glob("seed*")) == ["seed3", "seed4"]
+    for k in (3, 4):  # member k holds out fold k
+        assert json.loads((tmp_path / f"runs/seed{k}/config.json").read_text())["val_fold"] == k
     assert len(pd.read_csv(tmp_path / "runs/submission.csv")) == 30
