@@ -29,7 +29,7 @@ def main(
     recipe: Annotated[Optional[str], typer.Option(help="Named recipe: kit (default), seed or source-only; it fills every "
                                                        "setting not given.", show_default=False)] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Budget preset on top of the recipe: data demo/data, 64 px, "
-                                                      "10 x 50 steps, no ImageNet weights.")] = False,
+                                                      "8 x 50 steps, no ImageNet weights.")] = False,
     config: Annotated[Optional[Path], typer.Option(help="Rerun a recorded run: its config.json (or run folder) fills "
                                                         "every setting not given.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUNS/seed{N} from its last.pt.")] = False,
@@ -47,8 +47,10 @@ def main(
     finally:
         teardown()
     if ranks_from_env().main:
-        print(f"best epoch {best['epoch']} (by {cfg.select}): target SND {best['target_snd']:.4f}, "
-              f"source-val F1 {best['source_val_f1']:.3f} -> {cfg.run_dir / 'best.pt'}")
+        chosen = (f"the mean weights of epochs {best['averaged_epochs']}" if "averaged_epochs" in best
+                  else f"epoch {best['epoch']} (by {cfg.select})")
+        print(f"best.pt: {chosen}; target SND {best['target_snd']:.4f}, source-val F1 {best['source_val_f1']:.3f} "
+              f"-> {cfg.run_dir / 'best.pt'}")
 
 
 if __name__ == "__main__":

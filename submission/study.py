@@ -127,7 +127,8 @@ def run_jobs(jobs: list[Job], demo_dir: Path, out: Path, device: str, workers: i
     done = []
     if n_jobs <= 1:
         for j in jobs:
-            if time.time() > deadline:
+            finished = (j.config(demo_dir, out, device, workers, base).run_dir / "study_logits.npz").is_file()
+            if time.time() > deadline and not finished:  # finished runs are always collected
                 console.print(f"[yellow]deadline: skipped {j.method} lab {j.lab} seed {j.seed}[/]")
                 continue
             done.append(train_and_predict(j, demo_dir, out, device, workers, base))
@@ -328,7 +329,7 @@ def main_study(demo_dir: Path, out: Path, jobs: int, device: str, workers: int, 
     done = run_jobs(phase1, demo_dir, out, device, workers, jobs, deadline, console, base)
     kit, kit_variant = choose_kit(score_runs(done, demo_dir)[0], console)
     write_tables(done, [], demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
-    phase2 = [job(m, lab, s, methods[m]) for lab in ("A", "B") for s in fresh for m in ("source-only", kit)]
+    phase2 = [job(m, lab, s, methods[m]) for s in fresh for lab in ("A", "B") for m in ("source-only", kit)]
     if extras:
         phase2 += [job("oracle", "oracle", s, {}) for s in seeds]
         phase2 += [job(name, "A", s, st) for name, st in STRESS.items() for s in seeds[:1]]

@@ -204,12 +204,14 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     for k in sums:
                         sums[k] += losses[k]
                     if (i + 1) % cfg.log_every == 0 or i + 1 == iters:
-                        cls_l, tr_l = float(losses["cls_loss"]), float(losses["transfer_loss"])  # host sync
-                        if not (math.isfinite(cls_l) and math.isfinite(tr_l)):
+                        cls_l, tr_l, mcc_l = (float(losses[k]) for k in ("cls_loss", "transfer_loss", "mcc_loss"))  # host sync
+                        if not all(math.isfinite(v) for v in (cls_l, tr_l, mcc_l)):
                             raise KitError(
                                 f"loss is not finite at step {step} (epoch {epoch}): cls_loss {cls_l}, "
-                                f"transfer_loss {tr_l}; the last good checkpoint is kept. Try a lower --lr or --trade-off")
-                        progress.update(task, completed=step + 1, info=f"cls {cls_l:.3f} transfer {tr_l:.3f} coeff {coeff:.3f}")
+                                f"transfer_loss {tr_l}, mcc_loss {mcc_l}; the last good checkpoint is kept. Try a lower "
+                                f"--lr, --trade-off or --mcc-weight")
+                        progress.update(task, completed=step + 1,
+                                        info=f"cls {cls_l:.3f} transfer {tr_l:.3f} mcc {mcc_l:.3f} coeff {coeff:.3f}")
                 row = {"epoch": epoch, "step": (epoch + 1) * iters, "lr": lr, "grl_coeff": coeff,
                        **{k: float(v) / iters for k, v in sums.items()}}
                 scores, target_logits, val_pred, target_bn, watched = evaluate(model, data, cfg, device, amp,
@@ -226,9 +228,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                 if watched is not None:
                     save_npy(run_dir / "watch_logits" / f"epoch{epoch:03d}.npy", watched)
                 if is_best:
+                    chosen = "last" if cfg.select == "avg" else cfg.select  # avg.pt replaces it when the run ends
                     save_torch(run_dir / "best.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, epoch, row["step"],
-                                                                    row, selected_by=cfg.select, **bn_extra))
-                    write_json(run_dir / "best.json", {**row, "selected_by": cfg.select})
+                                                                    row, selected_by=chosen, **bn_extra))
+                    write_json(run_dir / "best.json", {**row, "selected_by": chosen})
                     if val_pred is not None:
                         write_csv(run_dir / "source_val_predictions.csv",
                                   pd.DataFrame({"label_id": data.source_val.labels, "pred_id": val_pred}))
@@ -254,8 +257,8 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
             if cfg.select == "avg":  # the averaged weights are the run's choice
                 with atomic_path(run_dir / "best.pt") as tmp:
                     shutil.copyfile(run_dir / "avg.pt", tmp)
-                write_json(run_dir / "best.json", {**history[-1], "selected_by": "avg",
-                                                   "averaged_epochs": average.epochs})
+                best = {**history[-1], "averaged_epochs": list(average.epochs)}
+                write_json(run_dir / "best.json", {**best, "selected_by": "avg"})
         from .report import draw_run
 
         draw_run(run_dir)

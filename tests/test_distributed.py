@@ -23,7 +23,7 @@ def torchrun(demo: Path, runs: Path, epochs: int, *extra, nproc: int = 2):
            "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0",
            "--device", "cpu", "--cache-dir", str(runs.parent / "cache"), "--grl-max-iters", "10",
            "--min-pred-classes", "1", "--bottleneck-dim", "64", "--head-width", "64", "--dropout", "0", "--no-fast",
-           "--bn-batches", "2", *extra]
+           "--bn-batches", "2", "--trade-off", "1", "--mcc-weight", "1", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -49,7 +49,7 @@ def test_a_two_process_run_writes_one_run_folder_from_rank_0(two_process_runs):
     assert len(pd.read_csv(run / "metrics.csv")) == 2
     for name in ("best.pt", "last.pt", "avg.pt", "curves.png", "target_logits/epoch001.npy"):
         assert (run / name).is_file(), name
-    assert full.stdout.count("best epoch") == 1  # only rank 0 reports
+    assert full.stdout.count("best.pt: ") == 1  # only rank 0 reports
     assert sorted(p.name for p in base.iterdir()) == ["cache", "full", "part"]
     assert sorted(p.name for p in (base / "full").iterdir()) == ["seed0"]
 
@@ -59,14 +59,15 @@ def test_two_process_weights_match_one_process_with_averaged_slice_gradients(dem
     rank's slice of the same global batch separately and averages the gradients."""
     from submission.config import make_config
     from submission.engine import lr_at, make_optimizer, seed_everything, set_lr
-    from submission.mdd import MDDNet, grl_coeff, mdd_loss
+    from submission.mdd import MDDNet, grl_coeff, mcc_loss, mdd_loss
     from submission.rundata import RunData
     from submission.training import epoch_batches, stream_seed
 
     *_, ddp_weights = two_process_runs
     cfg = make_config(None, data_root=str(demo / "data"), runs=str(tmp_path), epochs=1, iters_per_epoch=3, image_size=32,
                       batch_size=8, pretrained=False, workers=0, device="cpu", cache_dir=str(tmp_path / "cache"),
-                      grl_max_iters=10, bottleneck_dim=64, head_width=64, dropout=0.0, fast=False)
+                      grl_max_iters=10, bottleneck_dim=64, head_width=64, dropout=0.0, fast=False, trade_off=1.0,
+                      mcc_weight=1.0)
     seed_everything(cfg.seed)
     data = RunData(cfg, tmp_path)
     model = MDDNet(11, 64, 64, 0.0)
@@ -80,7 +81,8 @@ def test_two_process_weights_match_one_process_with_averaged_slice_gradients(dem
         for half in (slice(0, 4), slice(4, 8)):  # rank 0's slice, rank 1's slice
             y, y_adv = model(torch.cat([x_s[half], x_t[half]]), coeff)
             (y_s_, y_t_), (a_s, a_t) = y.chunk(2), y_adv.chunk(2)
-            loss = torch.nn.functional.cross_entropy(y_s_, y_s[half]) + cfg.trade_off * mdd_loss(y_s_, a_s, y_t_, a_t, cfg.margin)
+            loss = (torch.nn.functional.cross_entropy(y_s_, y_s[half]) + cfg.trade_off * mdd_loss(y_s_, a_s, y_t_, a_t, cfg.margin)
+                    + cfg.mcc_weight * mcc_loss(y_t_, cfg.mcc_temperature))
             (loss / 2).backward()
         opt.step()
     for name, p in model.named_parameters():

@@ -168,3 +168,28 @@ def test_the_class_mix_guard_counts_only_classes_with_a_real_share():
     real = np.repeat(np.arange(11), n // 11 + 1)[:n]
     assert target_scores(np.eye(11)[real] * 10, CLASSES, 0.005, 6, 0.5)["target_guard_ok"] == 1
     assert list(real_classes([2, 3, 8, 0, 1000])) == [False, False, True, False, True]  # 0.5% of 1013 is 5.1
+
+
+def test_a_merged_3_percent_class_fools_snd_but_not_im_or_bnm():
+    """11-class predictions on a 1,591-image target: correct, and the same with a 3% class merged into the
+    largest one. Both pass the class-mix guard. SND prefers the merge; IM and BNM (the best validators over
+    predictions in the kit's selection study) prefer the correct predictions. The default choice, avg
+    (averaged weights), does not look at the predictions, so no merge can fool it."""
+    from submission.classes import CLASSES
+    from submission.selection import bnm, information_maximization, softmax, target_scores
+
+    rng = np.random.default_rng(0)
+    shares = np.array([0.03, 0.07, 0.05, 0.08, 0.04, 0.04, 0.04, 0.08, 0.30, 0.12, 0.15])
+    labels = rng.choice(11, size=1591, p=shares / shares.sum())
+
+    def confident(pred):
+        logits = rng.normal(0, 0.3, (len(pred), 11))
+        logits[np.arange(len(pred)), pred] += 6.0
+        return logits
+
+    correct, merged = confident(labels), confident(np.where(labels == 0, 8, labels))
+    for z in (correct, merged):
+        assert target_scores(z, CLASSES, 0.005, 6, 0.5)["target_guard_ok"] == 1
+    assert snd(softmax(merged), 0.005) > snd(softmax(correct), 0.005)
+    assert information_maximization(softmax(correct)) > information_maximization(softmax(merged))
+    assert bnm(softmax(correct)) > bnm(softmax(merged))

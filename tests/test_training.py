@@ -23,12 +23,13 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     assert config["recipe"] == "kit" and config["splits_dir_resolved"].endswith("splits")
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1]
-    for col in ("cls_loss", "transfer_loss", "source_val_f1", "target_snd", "target_entropy", "target_pred_classes",
-                "target_guard_ok", "grl_coeff", "lr"):
+    for col in ("cls_loss", "transfer_loss", "mcc_loss", "source_val_f1", "target_snd", "target_entropy",
+                "target_pred_classes", "target_guard_ok", "target_mixval", "grl_coeff", "lr"):
         assert metrics[col].notna().all(), col
     ckpt = load_checkpoint(run / "best.pt")  # weights_only=True inside
     assert ckpt["classes"] == list(CLASSES) and ckpt["image_size"] == 32 and ckpt["epoch"] == best["epoch"]
-    assert set(ckpt["normalization"]) == {"Acevedo_20", "Matek_19", "WBC1"} and ckpt["selected_by"] == "snd"
+    assert set(ckpt["normalization"]) == {"Acevedo_20", "Matek_19", "WBC1"} and ckpt["selected_by"] == "avg"
+    assert best["averaged_epochs"] == [0, 1] and (metrics["mcc_loss"] > 0).all()  # the kit: MCC, avg.pt chosen
     assert ckpt["splits_dir"] == config["splits_dir_resolved"]
     model = model_from_checkpoint(ckpt).eval()
     assert model.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 11)
@@ -252,9 +253,10 @@ def test_recipes_and_the_demo_preset_fill_only_what_is_not_given(tmp_path):
     full = make_config()
     assert full.image_size == 224 and full.pretrained and full.epochs == 50 and full.backbone_lr_mult == 0.1
     seed_demo = make_config("seed", True)
-    assert seed_demo.epochs == 10 and seed_demo.lr == 0.001 and seed_demo.image_size == 64
+    assert seed_demo.epochs == 8 and seed_demo.lr == 0.001 and seed_demo.image_size == 64
     assert make_config("seed", lr=0.01).lr == 0.01
-    assert make_config("source-only").trade_off == 0.0 and make_config("kit").trade_off == 1.0
+    assert make_config("source-only").mcc_weight == 0.0 and make_config("kit").mcc_weight == 1.0
+    assert make_config("seed").trade_off == 1.0 and make_config("seed").mcc_weight == 0.0
     with pytest.raises(KitError, match="unknown recipe"):
         make_config("fancy")
     with pytest.raises(KitError, match="lr-schedule"):
