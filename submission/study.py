@@ -193,8 +193,8 @@ def ensembles(logits: dict, demo_dir: Path, members: dict) -> pd.DataFrame:
         for split in ("WBC1", "WBC2"):
             truth = logits.get(("truth", keys[0][1], split))
             for variant in ("run's choice + TTA", "avg.pt + TTA", "avg.pt + TTA + prior EM"):
-                xs = [logits.get((m, lb, variant, split, s, f)) for m, lb, s, f in keys]
-                if truth is None or any(x is None for x in xs):
+                xs = [x for x in (logits.get((m, lb, variant, split, s, f)) for m, lb, s, f in keys) if x is not None]
+                if truth is None or len(xs) < 2:  # the members that were trained, at least two
                     continue
                 rows.append({"ensemble": name, "members": len(xs), "variant": variant, "split": split,
                              **scores(truth, np.mean(xs, 0).argmax(1))})

@@ -289,7 +289,7 @@ def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> st
     return (f"epoch {row['epoch']}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f}{mcc} "
             f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
             f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}{guard}"
-            + (" [green]best[/]" if is_best else "") + f" [dim]{seconds:.0f}s[/]")
+            + (" [green]best[/]" if is_best and cfg.select != "avg" else "") + f" [dim]{seconds:.0f}s[/]")
 
 
 def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, cfg: TrainConfig, iters: int,
