@@ -23,7 +23,7 @@ from .inference import predict_run
 from .metrics import f1_scores
 from .runs import Target
 from .classes import CLASSES
-from .selection import selection_key, target_scores
+from .selection import pick, rank_agreement, target_scores
 from .submit import read_labels
 from .training import fit
 
@@ -108,12 +108,9 @@ def selection_study(run_dirs: list[Path], labels: pd.Series, cache_dir: str = "c
         metrics = pd.DataFrame(rows).assign(run=str(run_dir), target_true_f1=f1)
         epochs.append(metrics)
         oracle = max(f1)
+        records = metrics.to_dict("records")
         for name, select in CRITERIA.items():
-            keys = [selection_key(r, select) for r in metrics.to_dict("records")]
-            i = max(range(len(keys)), key=lambda j: keys[j])  # the first best, as the training loop keeps it
-            order = sorted(range(len(keys)), key=lambda j: keys[j])
-            values = pd.Series(np.argsort(order), dtype=float)  # each epoch's rank under the validator's own key
-            rho = values.corr(metrics["target_true_f1"], method="spearman") if len(metrics) > 2 else float("nan")
+            i, rho = pick(records, select), rank_agreement(records, select, f1)
             picks.append({"run": str(run_dir), "criterion": name, "epoch": int(metrics["epoch"].iloc[i]),
                           "target_f1": f1[i], "gap_to_best_epoch": oracle - f1[i], "spearman": rho})
         avg = run_dir / "avg.pt"

@@ -122,3 +122,28 @@ def selection_key(row: dict, select: str = "snd") -> tuple:
         return (ok, float(row[column]) if ok else -float(row["target_entropy"]))
     value = float(row[column])
     return (value if higher else -value,)
+
+
+def pick(rows: list[dict], select: str) -> int:
+    """Index of the epoch (row) that `select` picks: the first best, as the training loop keeps it."""
+    keys = [selection_key(r, select) for r in rows]
+    return max(range(len(keys)), key=keys.__getitem__)
+
+
+def rank_agreement(rows: list[dict], select: str, scores) -> float:
+    """Spearman correlation between the order in which `select` ranks the epochs (ties broken by
+    epoch, as `pick` breaks them) and `scores` (e.g. each epoch's true target macro F1); NaN under 3 epochs."""
+    if len(rows) < 3:
+        return float("nan")
+    order = sorted(range(len(rows)), key=lambda i: selection_key(rows[i], select))
+    ranks = np.empty(len(rows))
+    ranks[order] = np.arange(len(rows))
+    s = np.asarray(scores, float)
+    rs = np.argsort(np.argsort(s, kind="stable"), kind="stable").astype(float)
+    # average ranks for tied scores, as Spearman's rho defines them
+    for v in np.unique(s):
+        tied = s == v
+        rs[tied] = rs[tied].mean()
+    if ranks.std() == 0 or rs.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ranks, rs)[0, 1])

@@ -1,6 +1,5 @@
 """Bad inputs, interrupted runs, safe writes, numerical faults."""
 
-import os
 import shutil
 import signal
 import subprocess
