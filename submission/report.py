@@ -183,8 +183,10 @@ def draw_run(run_dir) -> list:
     if not (run_dir / "metrics.csv").is_file():
         raise KitError(f"{run_dir} holds no metrics.csv: not a run folder")
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    best = int(json.loads((run_dir / "best.json").read_text())["epoch"]) if (run_dir / "best.json").is_file() else int(
-        metrics["epoch"].iloc[-1])
+    chosen = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").is_file() else {}
+    best = int(chosen.get("epoch", metrics["epoch"].iloc[-1]))
+    averaged = chosen.get("selected_by") == "avg"  # best.pt = avg.pt: its own outputs, not an epoch's
+    name = f"avg.pt (epochs {', '.join(map(str, chosen['averaged_epochs']))})" if averaged else f"epoch {best}"
     written = [run_dir / "curves.png"]
     plot_curves(metrics, best, written[0], f"{run_dir.name}: per-epoch training and label-free target scores")
     val = run_dir / "source_val_predictions.csv"
@@ -194,14 +196,14 @@ def draw_run(run_dir) -> list:
         from .files import write_csv
 
         write_csv(run_dir / "confusion_source_val.csv", cm.reset_index(names="true"))
-        plot_confusion(cm, run_dir / "confusion_source_val.png", f"{run_dir.name}: source validation, epoch {best} (row-normalised)")
+        plot_confusion(cm, run_dir / "confusion_source_val.png", f"{run_dir.name}: source validation, {name} (row-normalised)")
         written.append(run_dir / "confusion_source_val.png")
     mix_file = run_dir / "class_mix.json"
-    logits_file = run_dir / "target_logits" / f"epoch{best:03d}.npy"
+    logits_file = run_dir / "target_logits" / ("avg.npy" if averaged else f"epoch{best:03d}.npy")
     if mix_file.is_file() and logits_file.is_file():
         mixes = {k: np.asarray(v) for k, v in json.loads(mix_file.read_text()).items()}
         pred = np.load(logits_file).argmax(1)
-        mixes = {"predicted on target (epoch %d)" % best: np.bincount(pred, minlength=len(CLASSES)) / len(pred), **mixes}
+        mixes = {f"predicted on target ({name})": np.bincount(pred, minlength=len(CLASSES)) / len(pred), **mixes}
         plot_distribution(mixes, run_dir / "target_distribution.png", f"{run_dir.name}: predicted target class mix vs the sources' mixes")
         written.append(run_dir / "target_distribution.png")
     return written

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .classes import CLASSES, NUM_CLASSES
 from .data import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
@@ -138,6 +139,16 @@ class RunData:
             if w_errors:
                 raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
             self.watch = cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
+        self._probes = {}
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:
             warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
+
+    def target_probe(self, limit: int):
+        """(indices, images): an evenly spaced subset of at most `limit` target images, eval-transformed
+        once per run (the eval transform is deterministic), for probes such as MixVal."""
+        if limit not in self._probes:
+            n = len(self.target_eval)
+            pick = np.unique(np.linspace(0, n - 1, min(n, limit)).astype(int))
+            self._probes[limit] = (pick, torch.stack([self.target_eval[int(i)][0] for i in pick]))
+        return self._probes[limit]

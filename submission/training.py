@@ -79,8 +79,7 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
     with batchnorm_swapped(model, target_bn):
         target_logits = logits(data.target_eval)
         row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
-        pick = np.unique(np.linspace(0, len(data.target_eval) - 1, min(len(data.target_eval), MIXVAL_IMAGES)).astype(int))
-        images = torch.stack([data.target_eval[int(i)][0] for i in pick])
+        pick, images = data.target_probe(MIXVAL_IMAGES)
         row["target_mixval"] = mixval(model, images, target_logits[pick].argmax(1), device, seed=cfg.seed * 1000 + epoch,
                                       amp=amp, channels_last=channels_last)
         watched = logits(data.watch) if data.watch is not None else None
@@ -253,12 +252,16 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
         raise
     if ranks.main:
         if average.epochs:
-            write_average(run_dir, model, average, data, cfg, iters, device, channels_last, history[-1])
-            if cfg.select == "avg":  # the averaged weights are the run's choice
+            avg_row, avg_val_pred = write_average(run_dir, model, average, data, cfg, iters, device, amp, channels_last,
+                                                  history[-1])
+            if cfg.select == "avg":  # the averaged weights are the run's choice, with their own scores
                 with atomic_path(run_dir / "best.pt") as tmp:
                     shutil.copyfile(run_dir / "avg.pt", tmp)
-                best = {**history[-1], "averaged_epochs": list(average.epochs)}
+                best = {**history[-1], **avg_row, "averaged_epochs": list(average.epochs)}
                 write_json(run_dir / "best.json", {**best, "selected_by": "avg"})
+                if avg_val_pred is not None:
+                    write_csv(run_dir / "source_val_predictions.csv",
+                              pd.DataFrame({"label_id": data.source_val.labels, "pred_id": avg_val_pred}))
         from .report import draw_run
 
         draw_run(run_dir)
@@ -278,7 +281,9 @@ def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
     present = np.max([mix for mix in data.class_mix.values()], axis=0) > 0
     lost = [c for c, p, real in zip(CLASSES, present, real_classes(counts)) if p and not real]
     if lost:
-        warn(f"best.pt (epoch {row['epoch']}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
+        which = (f"avg.pt, epochs {', '.join(map(str, row['averaged_epochs']))}" if "averaged_epochs" in row
+                 else f"epoch {row['epoch']}")
+        warn(f"best.pt ({which}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
              f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1; look at "
              f"target_distribution.png")
 
@@ -293,19 +298,21 @@ def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> st
 
 
 def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, cfg: TrainConfig, iters: int,
-                  device, channels_last: bool, last: dict) -> None:
+                  device, amp: bool, channels_last: bool, last: dict) -> tuple[dict, np.ndarray | None]:
     """avg.pt: the mean weights of the averaged epochs, with BatchNorm statistics re-estimated for
-    those weights on `bn_batches` training batches (both domains when the run forwards both)."""
+    those weights on `bn_batches` training batches (both domains when the run forwards both), and
+    scored as an epoch is (source-val F1, every label-free target score; target outputs in
+    target_logits/avg.npy). Returns (its scores, its source-validation predictions or None)."""
     model.load_state_dict(average.state_dict_like(model.state_dict()))
     used = 0
     if cfg.bn_batches > 0:
         batches = (x_s if x_t is None else torch.cat([x_s, x_t])
                    for x_s, _, x_t in epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False, stream=4))
         used = recompute_batchnorm(model, batches, device, channels_last)
-    info = {"averaged_epochs": average.epochs, "bn_batches": used}
-    extra = {}
-    if cfg.adabn:
-        batches = (x for x, _ in eval_loader(data.target_eval, 2 * cfg.batch_size, min(cfg.workers, 2)))
-        extra["target_bn"] = target_batchnorm(model, batches, device, channels_last)
+    row, target_logits, val_pred, target_bn, _ = evaluate(model, data, cfg, device, amp, channels_last, epoch=cfg.epochs)
+    save_npy(run_dir / "target_logits" / "avg.npy", target_logits)
+    info = {"averaged_epochs": average.epochs, "bn_batches": used, **row}
+    extra = {"target_bn": target_bn} if cfg.adabn else {}
     save_torch(run_dir / "avg.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, average.epochs[-1], last["step"],
                                                    info, selected_by="avg" if cfg.select == "avg" else "average", **extra))
+    return row, val_pred

@@ -34,7 +34,12 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     assert ckpt["splits_dir"] == config["splits_dir_resolved"]
     model = model_from_checkpoint(ckpt).eval()
     assert model.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 11)
-    assert sorted(p.name for p in (run / "target_logits").iterdir()) == ["epoch000.npy", "epoch001.npy"]
+    assert sorted(p.name for p in (run / "target_logits").iterdir()) == ["avg.npy", "epoch000.npy", "epoch001.npy"]
+    avg_scores = target_scores(np.load(run / "target_logits" / "avg.npy"), CLASSES, config["snd_temperature"],
+                               config["min_pred_classes"], config["max_entropy_frac"])
+    for k, v in avg_scores.items():  # best.json scores avg.pt itself, not the last epoch it was built from
+        assert best[k] == pytest.approx(v), k
+    assert ckpt["metrics"]["target_snd"] == pytest.approx(avg_scores["target_snd"])
     assert (run / "last.pt").is_file() and (run / "avg.pt").is_file() and not (run / "recent").exists()
 
 
