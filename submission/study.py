@@ -14,9 +14,9 @@ checkpoint choices are scored afterwards without retraining. Then, in order:
    macro F1 (avg.pt + TTA): WBC1's labels choose, WBC2's only report;
 3. confirmation on fresh seeds 3, 4, 5: the candidate and source-only on WBC2 (paired per seed)
    and on lab B, a second lab never used before this step;
-4. references and stress runs: the target oracle (the same network trained on the demo lab's
-   labelled images, not label-free), MDD at a trade-off that collapses, a run three times longer;
-   fold members (seed k holding out fold k) against seed members for the ensemble;
+4. references and stress runs: fold members (fresh seed i holding out source fold i) against seed
+   members for the ensemble; MDD at a trade-off that collapses; the kit trained three times longer;
+   the target oracle (the same network trained on the demo lab's labelled images, not label-free);
 5. the selection study: every validator's pick, scored by the WBC1 and WBC2 labels.
 
 Labels are read here only, to score. Tables go to OUT/study.md (and CSV beside it).
@@ -36,7 +36,8 @@ import pandas as pd
 from .classes import CLASSES
 from .config import make_config
 from .files import write_csv, write_text
-from .selection import VALIDATORS, selection_key, target_scores
+from .metrics import f1_scores
+from .selection import pick, rank_agreement, target_scores
 
 RARE = ("basophil", "myeloblast", "metamyelocyte")
 OWN = {"target_in_batch": True, "target_norm": "own"}  # the target goes through every step, normalised by its own stats
@@ -156,13 +157,11 @@ def _labels(demo_dir: Path, lab: str) -> dict:
 
 
 def scores(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """The challenge's macro and micro F1, and the F1 of each rare class."""
     from sklearn.metrics import f1_score
 
     per_class = f1_score(truth, pred, labels=range(len(CLASSES)), average=None, zero_division=0)
-    row = {"macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
-           "micro_f1": float(f1_score(truth, pred, average="micro", zero_division=0))}
-    row.update({f"f1_{c}": float(per_class[CLASSES.index(c)]) for c in RARE})
-    return row
+    return {**f1_scores(truth, pred), **{f"f1_{c}": float(per_class[CLASSES.index(c)]) for c in RARE}}
 
 
 def score_runs(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -228,17 +227,16 @@ def selection_rows(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, pd.D
         for choice in CHOICES:
             if choice == "avg":
                 s1, s2 = (scores(truth[s], z[f"{s}|avg|0"].argmax(1)) for s in ("WBC1", "WBC2"))
-                pick = {"epoch": -1, "wbc1_f1": s1["macro_f1"], "wbc2_f1": s2["macro_f1"],
+                pick_row = {"epoch": -1, "wbc1_f1": s1["macro_f1"], "wbc2_f1": s2["macro_f1"],
                         **{f"wbc2_{k}": v for k, v in s2.items() if k.startswith("f1_")}}
                 rho = float("nan")
             else:
-                keys = [selection_key(r, choice) for r in per_epoch.to_dict("records")]
-                i = max(range(len(keys)), key=lambda k: keys[k])  # the first best, as the training loop keeps it
-                pick = per_epoch.iloc[i][["epoch", "wbc1_f1", "wbc2_f1"] + [f"wbc2_f1_{c}" for c in RARE]].to_dict()
-                ranks = pd.Series(np.argsort(sorted(range(len(keys)), key=lambda k: keys[k])), dtype=float)
-                rho = ranks.corr(per_epoch["wbc1_f1"], method="spearman") if len(keys) > 2 else float("nan")
-            picks.append({"method": j.method, "lab": j.lab, "seed": j.seed, "choice": choice, **pick,
-                          "gap": best - pick["wbc1_f1"], "spearman": rho})
+                records = per_epoch.to_dict("records")
+                chosen = per_epoch.iloc[pick(records, choice)]
+                pick_row = chosen[["epoch", "wbc1_f1", "wbc2_f1"] + [f"wbc2_f1_{c}" for c in RARE]].to_dict()
+                rho = rank_agreement(records, choice, per_epoch["wbc1_f1"])
+            picks.append({"method": j.method, "lab": j.lab, "seed": j.seed, "choice": choice, **pick_row,
+                          "gap": best - pick_row["wbc1_f1"], "spearman": rho})
     return pd.concat(epochs, ignore_index=True), pd.DataFrame(picks)
 
 
@@ -331,16 +329,29 @@ def main_study(demo_dir: Path, out: Path, jobs: int, device: str, workers: int, 
     write_tables(done, [], demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
     phase2 = [job(m, lab, s, methods[m]) for s in fresh for lab in ("A", "B") for m in ("source-only", kit)]
     if extras:
-        phase2 += [job("oracle", "oracle", s, {}) for s in seeds]
-        phase2 += [job(name, "A", s, st) for name, st in STRESS.items() for s in seeds[:1]]
-        phase2 += [job("fold member", "A", s, {**methods[kit], "val_fold": s}, "A/folds") for s in seeds[1:]]
-        phase2 += [job("3x longer", "A", s, {**methods[kit], "epochs": 24}) for s in seeds[:1]]
+        phase2 += extra_jobs(methods[kit], seeds, fresh)
     done2 = []
     for j in phase2:  # one at a time in this order, so the budget cuts the least important
         done2 += run_jobs([j], demo_dir, out, device, workers, jobs, deadline, console, base)
         write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0, console, quiet=True)
     write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
     return {"kit": kit, "kit_variant": kit_variant}
+
+
+def fold_members(fresh) -> list[tuple[int, int]]:
+    """(seed, held-out fold) of the fold ensemble: fresh seed i holds out fold i, so it differs from the
+    seed ensemble (every fresh seed holding out fold 0) only by the fold of members 2 and 3."""
+    return [(s, i) for i, s in enumerate(fresh)]
+
+
+def extra_jobs(kit_settings: dict, seeds, fresh) -> list[Job]:
+    """Stress and reference runs, most important first (the budget cuts from the end): fold members,
+    MDD at a trade-off that collapses (every fresh seed), the kit trained three times longer, the oracle."""
+    jobs = [job("fold member", "A", s, {**kit_settings, "val_fold": f}, "A/folds") for s, f in fold_members(fresh) if f]
+    jobs += [job(name, "A", s, st) for name, st in STRESS.items() for s in fresh[:1]]
+    jobs += [job("3x longer", "A", s, {**kit_settings, "epochs": 24}) for s in fresh[:1]]
+    jobs += [job(name, "A", s, st) for name, st in STRESS.items() for s in fresh[1:]]
+    return jobs + [job("oracle", "oracle", s, {}) for s in seeds]
 
 
 def choose_kit(results: pd.DataFrame, console) -> tuple[str, str]:
@@ -359,9 +370,9 @@ def write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0,
     results = pd.concat([results1, results2], ignore_index=True)
     logits.update(logits2)
     members = {"seeds (kit, A)": [(kit, "A", s, 0) for s in seeds],
-               "folds (kit, A)": [(kit, "A", seeds[0], 0)] + [("fold member", "A", s, s) for s in seeds[1:]],
                "seeds (source-only, A)": [("source-only", "A", s, 0) for s in seeds],
                "fresh seeds (kit, A)": [(kit, "A", s, 0) for s in fresh],
+               "fresh folds (kit, A)": [(kit if f == 0 else "fold member", "A", s, f) for s, f in fold_members(fresh)],
                "fresh seeds (source-only, A)": [("source-only", "A", s, 0) for s in fresh],
                "fresh seeds (kit, B)": [(kit, "B", s, 0) for s in fresh],
                "fresh seeds (source-only, B)": [("source-only", "B", s, 0) for s in fresh]}
