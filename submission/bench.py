@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from .config import make_config
 from .data import cached_images
 from .demo import DOMAINS, render_cell
 from .files import write_json
@@ -137,9 +138,10 @@ def _sync(device):
 
 
 def bench_train(device, image_size: int, batch: int, steps: int, compile_model: bool = False) -> dict:
-    """Training steps per second of MDD at batch `batch` source + `batch` target: plain fp32 eager
-    against the kit's settings, timed step by step in alternation (so drift hits both alike);
-    each side's rate is its median step."""
+    """Training steps per second of the `kit` recipe's step (its losses and weights) at batch `batch`
+    source + `batch` target: plain fp32 eager against the kit's speed settings, timed step by step in
+    alternation (so drift hits both alike); each side's rate is its median step."""
+    recipe = make_config("kit")
     sides = {}
     for name, fast in (("plain", False), ("kit", True)):
         torch.manual_seed(0)
@@ -152,7 +154,9 @@ def bench_train(device, image_size: int, batch: int, steps: int, compile_model: 
         x_s = to_device(torch.randn(batch, 3, image_size, image_size), device, channels_last)
         x_t = to_device(torch.randn(batch, 3, image_size, image_size), device, channels_last)
         y = torch.randint(0, 11, (batch,)).to(device)
-        sides[name] = (lambda m=step_model, o=opt, a=x_s, b=x_t, y=y, amp=amp: train_step(m, a, y, b, o, 0.1, 4.0, 1.0, amp=amp))
+        sides[name] = (lambda m=step_model, o=opt, a=x_s, b=x_t, y=y, amp=amp: train_step(
+            m, a, y, b, o, 0.1, recipe.margin, recipe.trade_off, amp=amp, mcc_weight=recipe.mcc_weight,
+            mcc_temperature=recipe.mcc_temperature))
     for fn in sides.values():  # warm up (compilation, allocator, oneDNN primitives)
         for _ in range(3 if compile_model else 1):
             fn()
