@@ -133,7 +133,7 @@ def run_jobs(jobs: list[Job], demo_dir: Path, out: Path, device: str, workers: i
                 console.print(f"[yellow]deadline: skipped {j.method} lab {j.lab} seed {j.seed}[/]")
                 continue
             done.append(train_and_predict(j, demo_dir, out, device, workers, base))
-            console.print(f"{j.method} lab {j.lab} seed {j.seed}: {done[-1]['seconds']:.0f}s")
+            console.print(f"{j.method} lab {j.lab} seed {j.seed}: {_took(done[-1])}")
         return done
     with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
         threads = max(1, (os.cpu_count() or 2) // n_jobs)
@@ -142,13 +142,17 @@ def run_jobs(jobs: list[Job], demo_dir: Path, out: Path, device: str, workers: i
             j = futures[f]
             try:
                 done.append(f.result())
-                console.print(f"{j.method} lab {j.lab} seed {j.seed}: {done[-1]['seconds']:.0f}s")
+                console.print(f"{j.method} lab {j.lab} seed {j.seed}: {_took(done[-1])}")
             except Exception as e:  # one failed run is reported, the study goes on
                 console.print(f"[red]{j.method} lab {j.lab} seed {j.seed} failed[/]: {type(e).__name__}: {e}")
             if time.time() > deadline:
                 for other in futures:
                     other.cancel()
     return done
+
+
+def _took(d: dict) -> str:
+    return f"{d['seconds']:.0f}s" if d["trained"] else "trained before, collected"
 
 
 def _labels(demo_dir: Path, lab: str) -> dict:
@@ -181,7 +185,8 @@ def score_runs(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, dict]:
                 logits[(j.method, j.lab, variant, split, j.seed, fold)] = x
                 rows.append({"method": j.method, "lab": j.lab, "seed": j.seed, "val_fold": fold, "variant": variant,
                              "split": split, "source_val_f1": float(m["source_val_f1"].iloc[-1]),
-                             "seconds": d["seconds"], **scores(truth, x.argmax(1))})
+                             "train_seconds": d["seconds"] if d["trained"] else float("nan"),  # NaN: trained earlier
+                             **scores(truth, x.argmax(1))})
     return pd.DataFrame(rows), logits
 
 
@@ -391,7 +396,7 @@ def write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0,
                  & (results["variant"] == "avg.pt + TTA")]
     runs = len(done) + len(done2)
     text = "\n\n".join([
-        f"# Adaptation study ({runs} runs, {time.time() - t0:.0f}s)",
+        f"# Adaptation study ({runs} runs; this invocation {time.time() - t0:.0f}s)",
         "## Methods, demo lab, seeds " + ",".join(map(str, seeds)), methods_markdown(results1),
         f"Kit candidate chosen on WBC1: **{kit}**, {kit_variant}.",
         "## Shift and learnability (source-only vs oracle, avg.pt + TTA, every seed)",
@@ -400,8 +405,8 @@ def write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0,
         f"its own val F1 {_pm(oracle['source_val_f1'])} ({len(oracle)} runs)",
         "## Fresh seeds " + ",".join(map(str, fresh)) + ": demo lab (A)", methods_markdown(fresh_rows, "A"),
         "## Fresh seeds: lab B", methods_markdown(fresh_rows, "B"),
-        "### Paired per seed (" + kit_variant + ")", paired_markdown(results, kit, kit_variant, fresh),
-        "### Paired per seed (avg.pt + TTA)", paired_markdown(results, kit, "avg.pt + TTA", fresh),
+        *(part for v in dict.fromkeys([kit_variant, "avg.pt + TTA"])
+          for part in (f"### Paired per seed ({v})", paired_markdown(results, kit, v, fresh))),
         "## Stress and reference runs", methods_markdown(results[results["method"].isin(["oracle", "3x longer", "fold member",
                                                                                          *STRESS])]),
         "## Ensembles", ensembles_markdown(ens) if len(ens) else "-",

@@ -54,7 +54,7 @@ def study_dir(tmp_path):
             for key in ("last|0", "best|0", "best|1", "avg|0", "avg|1", "avg+em|1"):
                 saved[f"{split}|{key}"] = _logits(y, 0.95, rng)
         np.savez(run / "study_logits.npz", **saved)
-        done.append({"job": job("MCC", "A", seed, METHODS["MCC"]), "run_dir": str(run), "seconds": 1.0})
+        done.append({"job": job("MCC", "A", seed, METHODS["MCC"]), "run_dir": str(run), "seconds": 1.0, "trained": True})
     return tmp_path / "demo", done
 
 
@@ -78,6 +78,7 @@ def test_score_runs_and_ensembles(study_dir):
     results, logits = score_runs(done, demo)
     assert len(results) == 2 * 2 * 6  # runs x splits x variants
     assert set(results.columns) >= {"macro_f1", "micro_f1", *(f"f1_{c}" for c in RARE)}
+    assert (results["train_seconds"] == 1.0).all()
     ens = ensembles(logits, demo, {"both": [("MCC", "A", 0, 0), ("MCC", "A", 1, 0)],
                                    "one trained": [("MCC", "A", 0, 0), ("MCC", "A", 9, 0)]})
     assert set(ens["ensemble"]) == {"both"}  # an ensemble needs at least two trained members
