@@ -334,7 +334,7 @@ def main_study(demo_dir: Path, out: Path, jobs: int, device: str, workers: int, 
     write_tables(done, [], demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
     phase2 = [job(m, lab, s, methods[m]) for s in fresh for lab in ("A", "B") for m in ("source-only", kit)]
     if extras:
-        phase2 += extra_jobs(methods[kit], seeds, fresh)
+        phase2 += extra_jobs(methods[kit], fresh)
     done2 = []
     for j in phase2:  # one at a time in this order, so the budget cuts the least important
         done2 += run_jobs([j], demo_dir, out, device, workers, jobs, deadline, console, base)
@@ -349,14 +349,14 @@ def fold_members(fresh) -> list[tuple[int, int]]:
     return [(s, i) for i, s in enumerate(fresh)]
 
 
-def extra_jobs(kit_settings: dict, seeds, fresh) -> list[Job]:
+def extra_jobs(kit_settings: dict, fresh) -> list[Job]:
     """Stress and reference runs, most important first (the budget cuts from the end): fold members,
     MDD at a trade-off that collapses (every fresh seed), the kit trained three times longer, the oracle."""
     jobs = [job("fold member", "A", s, {**kit_settings, "val_fold": f}, "A/folds") for s, f in fold_members(fresh) if f]
     jobs += [job(name, "A", s, st) for name, st in STRESS.items() for s in fresh[:1]]
     jobs += [job("3x longer", "A", s, {**kit_settings, "epochs": 24}) for s in fresh[:1]]
     jobs += [job(name, "A", s, st) for name, st in STRESS.items() for s in fresh[1:]]
-    return jobs + [job("oracle", "oracle", s, {}) for s in seeds]
+    return jobs + [job("oracle", "oracle", s, {}) for s in fresh]
 
 
 def choose_kit(results: pd.DataFrame, console) -> tuple[str, str]:

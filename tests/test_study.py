@@ -100,13 +100,13 @@ def test_default_choice_rule_ties_go_to_the_simplest():
 
 def test_fold_members_pair_with_the_seed_members():
     assert fold_members((3, 4, 5)) == [(3, 0), (4, 1), (5, 2)]
-    jobs = extra_jobs(METHODS["MCC"], (0,), (3, 4, 5))
+    jobs = extra_jobs(METHODS["MCC"], (3, 4, 5))
     folds = [j for j in jobs if j.method == "fold member"]
     assert [(j.seed, dict(j.settings)["val_fold"]) for j in folds] == [(4, 1), (5, 2)]
     assert all(dict(j.settings)["mcc_weight"] == 1.0 for j in folds)  # the kit's settings, only the fold differs
     assert jobs[:2] == folds  # first: the budget cuts from the end
     assert [j.seed for j in jobs if j.method.startswith("MDD trade-off")] == [3, 4, 5]
-    assert [j.method for j in jobs][-1] == "oracle"
+    assert [(j.method, j.seed) for j in jobs][-3:] == [("oracle", s) for s in (3, 4, 5)]
 
 
 def test_pick_and_rank_agreement_match_references():
