@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 import torch
 
+from .cells import DOMAINS, render_cell
 from .config import make_config
 from .data import cached_images
-from .demo import DOMAINS, render_cell
+from .engine import fast_settings, to_device, train_step
 from .files import write_json
 from .io import read_rgb
 from .mdd import MDDNet
-from .engine import fast_settings, to_device, train_step
 from .transforms import FastFog, _compose, prepare, train_transform, work_size_for, zoom_transform
 from .tta import predict_tta
 

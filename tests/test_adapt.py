@@ -78,7 +78,7 @@ def test_adabn_statistics_are_the_mean_of_the_target_batches_and_the_model_keeps
 
 
 def test_recolouring_moves_each_part_to_the_target_statistics_and_hed_round_trips():
-    from submission.demo import DOMAINS, render_cell
+    from submission.cells import DOMAINS, render_cell
 
     from submission.transforms import prepare
 

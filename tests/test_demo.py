@@ -55,7 +55,7 @@ def test_demo_keeps_the_real_imbalance():
 
 
 def test_classes_differ_in_morphology_not_only_colour():
-    from submission.demo import DOMAINS, render_cell
+    from submission.cells import DOMAINS, render_cell
 
     def dark_area(cls):
         img = render_cell(cls, DOMAINS["Acevedo_20"], np.random.default_rng(0)).astype(float)
@@ -95,7 +95,7 @@ def test_stale_demo_data_are_recognised_and_replaced(tmp_path):
 def test_the_lab_shift_is_not_a_global_colour_offset_and_the_scale_is_off():
     import dataclasses
 
-    from submission.demo import DOMAINS, render_cell
+    from submission.cells import DOMAINS, render_cell
     from submission.stain import colour_stats
 
     lab = DOMAINS["WBC"]

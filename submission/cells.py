@@ -1,0 +1,222 @@
+"""Drawing one white blood cell as a given lab would image it (the demo's renderer).
+
+Cells are drawn from their morphology: size, nucleus shape and lobes, chromatin,
+granules and cytoplasm tint, so each class is recognisable by shape, not by
+colour alone. A `Domain` is how one lab's images look: its stain (a colour mix,
+and for the demo's target labs, separate shifts of nucleus and cytoplasm), pixel
+scale (and the error of its nominal value), optics (blur, uneven illumination),
+sensor noise and JPEG compression. `submission.demo` writes these images in the
+challenge's layout; a change to a drawing changes the demo's output, so it
+bumps `submission.demo.VERSION` (a test pins the output's digest).
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How one lab's images look: scale, size, stain, optics, sensor."""
+
+    px_per_um: float  # nominal: what the lab states, and what the kit crops with
+    size_hw: tuple[int, int]
+    stain: tuple  # 3x3 colour mixing matrix applied to the canonical stain colours
+    offset: tuple  # added after mixing
+    blur_sigma: float
+    noise: float  # std of pixel noise, 0..255 scale
+    scale_error: float = 1.0  # true px/um = nominal x this
+    nucleus_shift: tuple = (0.0, 0.0, 0.0)  # RGB added to the nucleus (and basophilic granule) colours
+    cyto_shift: tuple = (0.0, 0.0, 0.0)  # RGB added to the cytoplasm, red cell and eosinophilic granule colours
+    illumination: float = 0.0  # amplitude of a smooth multiplicative brightness gradient
+    jpeg_quality: int = 0  # JPEG round trip before saving (0: none)
+
+
+DOMAINS = {
+    "Acevedo_20": Domain(10.0, (363, 360), ((1.0, 0.02, 0.0), (0.0, 0.92, 0.05), (0.0, 0.05, 0.80)), (0.02, 0.0, 0.05), 0.6, 2.0),
+    "Matek_19": Domain(13.8, (400, 400), ((0.92, 0.0, 0.05), (0.05, 0.85, 0.0), (0.0, 0.1, 1.0)), (0.0, 0.0, 0.06), 1.2, 3.5),
+    "WBC": Domain(11.52, (288, 288), ((0.82, 0.05, 0.05), (0.02, 0.80, 0.05), (0.05, 0.05, 0.92)), (-0.02, -0.03, 0.02),
+                  3.0, 6.0, scale_error=1.10, nucleus_shift=(0.12, -0.02, -0.04), cyto_shift=(-0.10, 0.0, 0.05),
+                  illumination=0.15, jpeg_quality=50),
+    # lab B: used only by studies, for the final report
+    "lab_b": Domain(11.52, (288, 288), ((0.95, 0.03, 0.0), (0.0, 0.88, 0.06), (0.04, 0.0, 0.85)), (0.03, 0.0, -0.02),
+                    2.4, 7.0, scale_error=0.92, nucleus_shift=(-0.10, -0.04, 0.04), cyto_shift=(0.06, -0.03, -0.08),
+                    illumination=0.2, jpeg_quality=60),
+}
+
+# Canonical stain colours (RGB 0..1) before a domain's mixing.
+BACKGROUND = (0.95, 0.90, 0.92)
+RBC = (0.88, 0.64, 0.66)
+NUCLEUS_DARK = (0.36, 0.20, 0.52)
+NUCLEUS_LIGHT = (0.52, 0.38, 0.66)
+CYTO = {
+    "pink": (0.88, 0.78, 0.84),
+    "blue": (0.62, 0.70, 0.88),
+    "grey": (0.74, 0.73, 0.84),
+    "rose": (0.80, 0.66, 0.74),
+}
+GRANULE = {
+    "orange": (0.96, 0.55, 0.32),
+    "black": (0.22, 0.10, 0.32),
+    "purple": (0.58, 0.26, 0.48),
+    "fine": (0.76, 0.58, 0.70),
+}
+
+# (cell diameter um, cytoplasm tint, nucleus kind, granules or None, granule density)
+MORPHOLOGY = {
+    "basophil": (11.0, "rose", "bilobed", "black", 0.9),
+    "eosinophil": (13.0, "pink", "bilobed", "orange", 1.0),
+    "erythroblast": (8.5, "rose", "round_small", None, 0.0),
+    "myeloblast": (16.0, "blue", "round_blast", None, 0.0),
+    "promyelocyte": (18.0, "blue", "round_eccentric", "purple", 0.7),
+    "myelocyte": (14.5, "pink", "oval_eccentric", "fine", 0.5),
+    "metamyelocyte": (13.0, "pink", "kidney", "fine", 0.3),
+    "neutrophil_banded": (12.0, "pink", "band", None, 0.0),
+    "neutrophil_segmented": (12.0, "pink", "segmented", None, 0.0),
+    "monocyte": (17.0, "grey", "folded", None, 0.0),
+    "lymphocyte_typical": (9.0, "blue", "round_large", None, 0.0),
+}
+
+
+def _pt(x, y):
+    # cv2 drawing with 4 bits of sub-pixel precision
+    return int(round(x * 16)), int(round(y * 16))
+
+
+def _circle(mask, c, r, value=255):
+    cv2.circle(mask, _pt(*c), max(1, int(round(r * 16))), value, -1, cv2.LINE_AA, 4)
+
+
+def _ellipse(mask, c, axes, angle, value=255, start=0, end=360, thickness=-1):
+    cv2.ellipse(mask, _pt(*c), _pt(*axes), angle, start, end, value, thickness, cv2.LINE_AA, 4)
+
+
+def _nucleus(mask, kind, c, r, rng):
+    """Draw a nucleus of the given kind into `mask` for a cell of radius r (px) at c."""
+    angle = rng.uniform(0, 360)
+    rot = np.deg2rad(angle)
+    u = np.array([np.cos(rot), np.sin(rot)])
+    v = np.array([-u[1], u[0]])
+    c = np.asarray(c, dtype=float)
+    if kind == "round_large":  # lymphocyte: nucleus fills the cell
+        _circle(mask, c + u * 0.05 * r, 0.84 * r)
+    elif kind == "round_small":  # erythroblast: small, very round, dense
+        _circle(mask, c + u * 0.1 * r, 0.56 * r)
+    elif kind == "round_blast":  # myeloblast: large round nucleus, thin rim
+        _ellipse(mask, c, (0.80 * r, 0.74 * r), angle)
+    elif kind == "round_eccentric":  # promyelocyte
+        _ellipse(mask, c + u * 0.22 * r, (0.60 * r, 0.52 * r), angle)
+    elif kind == "oval_eccentric":  # myelocyte
+        _ellipse(mask, c + u * 0.28 * r, (0.52 * r, 0.38 * r), angle + 90)
+    elif kind == "kidney":  # metamyelocyte: bean with a notch
+        _ellipse(mask, c, (0.58 * r, 0.36 * r), angle)
+        _circle(mask, c + v * 0.42 * r, 0.28 * r, 0)
+    elif kind == "folded":  # monocyte: large irregular, folded
+        _ellipse(mask, c + u * 0.1 * r, (0.62 * r, 0.46 * r), angle)
+        _circle(mask, c + v * 0.48 * r + u * 0.15 * r, 0.26 * r, 0)
+        _circle(mask, c - u * 0.45 * r, 0.22 * r, 0)
+    elif kind == "band":  # banded neutrophil: a thick C
+        span = rng.uniform(200, 260)
+        _ellipse(mask, c, (0.55 * r, 0.48 * r), angle, 255, 0, span, max(1, int(0.22 * r)))
+    elif kind == "segmented":  # 3-5 lobes joined by thin strands
+        k = rng.integers(3, 6)
+        thetas = np.linspace(0, rng.uniform(200, 300), k) + angle
+        pts = [c + 0.5 * r * np.array([np.cos(np.deg2rad(t)), np.sin(np.deg2rad(t))]) for t in thetas]
+        for a, b in zip(pts[:-1], pts[1:]):
+            cv2.line(mask, _pt(*a), _pt(*b), 255, max(1, int(0.07 * r)), cv2.LINE_AA, 4)
+        for p in pts:
+            _circle(mask, p, rng.uniform(0.20, 0.25) * r)
+    elif kind == "bilobed":  # eosinophil, basophil: two lobes
+        for s in (-1, 1):
+            _circle(mask, c + s * u * 0.3 * r, 0.3 * r)
+        cv2.line(mask, _pt(*(c - u * 0.3 * r)), _pt(*(c + u * 0.3 * r)), 255, max(1, int(0.1 * r)), cv2.LINE_AA, 4)
+    else:
+        raise ValueError(kind)
+
+
+def _smooth_noise(rng, hw, scale_px):
+    """Low-frequency noise in [-1, 1] for chromatin texture."""
+    h, w = hw
+    small = rng.standard_normal((max(2, int(h / scale_px)), max(2, int(w / scale_px)))).astype(np.float32)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big / 2.0, -1, 1)
+
+
+def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarray:
+    """One image (H, W, 3) uint8 RGB of a cell of class `cls` as the domain's lab would see it."""
+    h, w = domain.size_hw
+    k = domain.px_per_um * domain.scale_error
+    nuc_shift, cyto_shift = np.asarray(domain.nucleus_shift), np.asarray(domain.cyto_shift)
+    diam, tint, nuc_kind, gran_kind, gran_density = MORPHOLOGY[cls]
+    r = 0.5 * diam * k * rng.uniform(0.9, 1.1)
+    c = np.array([w / 2, h / 2]) + rng.normal(0, 0.6 * k, 2)
+
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = BACKGROUND
+    # red blood cells around the white cell: pale-centred discs of about 7.5 um
+    rbc = np.zeros((h, w), np.uint8)
+    pale = np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(3, 8)):
+        p = rng.uniform(0, 1, 2) * [w, h]
+        rr = 3.75 * k * rng.uniform(0.9, 1.1)
+        _circle(rbc, p, rr)
+        _circle(pale, p, 0.45 * rr)
+    _paint(img, rbc, np.clip(np.array(RBC) + cyto_shift, 0, 1))
+    _paint(img, pale, BACKGROUND, 0.5)
+
+    cyto = np.zeros((h, w), np.uint8)
+    _ellipse(cyto, c, (r, r * rng.uniform(0.88, 1.0)), rng.uniform(0, 360))
+    _paint(img, cyto, tuple(np.clip(np.array(CYTO[tint]) + cyto_shift + rng.normal(0, 0.015, 3), 0, 1)))
+    if cls == "monocyte":  # vacuoles
+        vac = np.zeros((h, w), np.uint8)
+        for _ in range(rng.integers(3, 7)):
+            _circle(vac, c + rng.uniform(-0.7, 0.7, 2) * r, rng.uniform(0.04, 0.08) * r)
+        _paint(img, cv2.bitwise_and(vac, cyto), BACKGROUND, 0.7)
+    if gran_kind is not None:
+        gran = np.zeros((h, w), np.uint8)
+        n = int(gran_density * (r / k) ** 2 * 2.2)
+        rad = np.sqrt(rng.uniform(0, 1, n)) * 0.92 * r
+        th = rng.uniform(0, 2 * np.pi, n)
+        for ri, ti in zip(rad, th):
+            _circle(gran, c + ri * np.array([np.cos(ti), np.sin(ti)]), rng.uniform(0.25, 0.45) * k)
+        basic = gran_kind in ("black", "purple")  # basophilic granules take the nucleus's dye
+        gran_colour = np.clip(np.array(GRANULE[gran_kind]) + (nuc_shift if basic else cyto_shift), 0, 1)
+        _paint(img, cv2.bitwise_and(gran, cyto), gran_colour, 0.85)
+
+    nuc = np.zeros((h, w), np.uint8)
+    _nucleus(nuc, nuc_kind, c, r, rng)
+    light = nuc_kind in ("round_blast", "folded")
+    colour = np.clip(np.array(NUCLEUS_LIGHT if light else NUCLEUS_DARK) + nuc_shift, 0, 1)
+    texture = _smooth_noise(rng, (h, w), (0.6 if light else 1.2) * k)[..., None]
+    a = (nuc.astype(np.float32) / 255.0)[..., None]
+    img = img * (1 - a) + a * np.clip(colour * (1 + 0.12 * texture), 0, 1)
+    if nuc_kind == "round_blast":  # nucleoli
+        nl = np.zeros((h, w), np.uint8)
+        for _ in range(rng.integers(1, 3)):
+            _circle(nl, c + rng.uniform(-0.35, 0.35, 2) * r, 0.1 * r)
+        _paint(img, cv2.bitwise_and(nl, nuc), np.clip(NUCLEUS_LIGHT + np.array([0.12, 0.12, 0.08]) + nuc_shift, 0, 1), 0.8)
+    if gran_kind == "black":  # basophil granules also lie over the nucleus
+        _paint(img, cv2.bitwise_and(gran, nuc), gran_colour, 0.7)
+
+    # the lab's stain, optics and sensor
+    img = img @ np.asarray(domain.stain, np.float32).T + np.asarray(domain.offset, np.float32)
+    img *= rng.uniform(0.96, 1.04, 3).astype(np.float32)  # slide-to-slide stain variation
+    if domain.illumination:  # uneven illumination: a brightness ramp in a random direction
+        t = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ramp = ((xx - w / 2) * np.cos(t) + (yy - h / 2) * np.sin(t)) / (0.5 * max(h, w))
+        img *= (1.0 + domain.illumination * rng.uniform(0.5, 1.0) * ramp)[..., None]
+    img = cv2.GaussianBlur(img, (0, 0), domain.blur_sigma)
+    img = img * 255.0 + rng.normal(0, domain.noise, img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if domain.jpeg_quality:
+        ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, domain.jpeg_quality])
+        img = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return img
+
+
+def _paint(img, mask, colour, strength=1.0):
+    a = (mask.astype(np.float32) / 255.0 * strength)[..., None]
+    img *= 1 - a
+    img += a * np.asarray(colour, np.float32)
