@@ -8,6 +8,7 @@ import typer
 from submission.cli import config_options
 from submission.config import RECIPE_NOTES, make_config
 from submission.errors import user_errors
+from submission.selection import describe_choice
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich")
 
@@ -47,9 +48,8 @@ def main(
     finally:
         teardown()
     if ranks_from_env().main:
-        chosen = (f"the mean weights of epochs {best['averaged_epochs']}" if "averaged_epochs" in best
-                  else f"epoch {best['epoch']} (by {cfg.select})")
-        print(f"best.pt: {chosen}; target SND {best['target_snd']:.4f}, source-val F1 {best['source_val_f1']:.3f} "
+        print(f"best.pt: {describe_choice(best)} by {cfg.select}; target SND {best['target_snd']:.4f}, "
+              f"source-val F1 {best['source_val_f1']:.3f} "
               f"-> {cfg.run_dir / 'best.pt'}")
 
 

@@ -179,14 +179,15 @@ def draw_run(run_dir) -> list:
 
     run_dir = Path(run_dir)
     from .errors import KitError
+    from .selection import describe_choice
 
     if not (run_dir / "metrics.csv").is_file():
         raise KitError(f"{run_dir} holds no metrics.csv: not a run folder")
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    chosen = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").is_file() else {}
-    best = int(chosen.get("epoch", metrics["epoch"].iloc[-1]))
-    averaged = chosen.get("selected_by") == "avg"  # best.pt = avg.pt: its own outputs, not an epoch's
-    name = f"avg.pt (epochs {', '.join(map(str, chosen['averaged_epochs']))})" if averaged else f"epoch {best}"
+    chosen = (json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").is_file()
+              else {"epoch": int(metrics["epoch"].iloc[-1])})
+    best, name = int(chosen["epoch"]), describe_choice(chosen)
+    averaged = "averaged_epochs" in chosen  # best.pt = avg.pt: its own outputs, not an epoch's
     written = [run_dir / "curves.png"]
     plot_curves(metrics, best, written[0], f"{run_dir.name}: per-epoch training and label-free target scores")
     val = run_dir / "source_val_predictions.csv"

@@ -124,6 +124,13 @@ def selection_key(row: dict, select: str = "snd") -> tuple:
     return (value if higher else -value,)
 
 
+def describe_choice(row: dict) -> str:
+    """best.pt in words, for messages and plots: "avg.pt (epochs 5, 6, 7)" or "epoch 4"."""
+    if "averaged_epochs" in row:
+        return f"avg.pt (epochs {', '.join(map(str, row['averaged_epochs']))})"
+    return f"epoch {row['epoch']}"
+
+
 def pick(rows: list[dict], select: str) -> int:
     """Index of the epoch (row) that `select` picks: the first best, as the training loop keeps it."""
     keys = [selection_key(r, select) for r in rows]

@@ -23,7 +23,7 @@ from .mdd import MDDNet, grl_coeff
 from .metrics import f1_scores
 from .progress import data_progress, train_progress
 from .rundata import RunData
-from .selection import real_classes, selection_key, target_scores
+from .selection import describe_choice, real_classes, selection_key, target_scores
 from .splits import TARGETS
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
@@ -281,9 +281,7 @@ def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
     present = np.max([mix for mix in data.class_mix.values()], axis=0) > 0
     lost = [c for c, p, real in zip(CLASSES, present, real_classes(counts)) if p and not real]
     if lost:
-        which = (f"avg.pt, epochs {', '.join(map(str, row['averaged_epochs']))}" if "averaged_epochs" in row
-                 else f"epoch {row['epoch']}")
-        warn(f"best.pt ({which}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
+        warn(f"best.pt ({describe_choice(row)}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
              f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1; look at "
              f"target_distribution.png")
 
