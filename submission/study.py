@@ -19,11 +19,11 @@ checkpoint choices are scored afterwards without retraining. Then, in order:
    the target oracle (the same network trained on the demo lab's labelled images, not label-free);
 5. the selection study: every validator's pick, scored by the WBC1 and WBC2 labels.
 
-Labels are read here only, to score. Tables go to OUT/study.md (and CSV beside it).
+This module trains the runs; `submission.study_report` scores them (the only reader of the labels)
+and writes OUT/study.md (and CSV beside it) after every run.
 """
 
 import dataclasses
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,15 +31,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .classes import CLASSES
 from .config import make_config
-from .files import write_csv, write_text
-from .metrics import f1_scores
-from .selection import pick, rank_agreement, target_scores
+from .study_report import choose_kit, score_runs, write_tables
 
-RARE = ("basophil", "myeloblast", "metamyelocyte")
 OWN = {"target_in_batch": True, "target_norm": "own"}  # the target goes through every step, normalised by its own stats
 # Each method: settings over the source-only recipe. Hyperparameters from the literature, fixed before the study:
 # MCC weight 1 and temperature 2.5 (Jin et al. 2020), MDD trade-off 1 and margin 4 (Zhang et al. 2019), recolouring
@@ -55,11 +50,6 @@ METHODS = {
     "colour + AdaBN + MCC": {**OWN, "colour_aug": 0.5, "adabn": True, "mcc_weight": 1.0},
 }
 STRESS = {"MDD trade-off 10 (collapse)": {**OWN, "trade_off": 10.0}}
-# (checkpoint, TTA) predicted per split; "avg+em" is avg.pt + TTA with the EM prior correction
-VARIANTS = {"last epoch": ("last", False), "run's choice": ("best", False), "run's choice + TTA": ("best", True),
-            "avg.pt": ("avg", False), "avg.pt + TTA": ("avg", True), "avg.pt + TTA + prior EM": ("avg+em", True)}
-# the checkpoint choices scored by the selection study, simplest first (ties go to the simplest)
-CHOICES = ("last", "source-val", "entropy", "avg", "im", "bnm", "snd", "snd-t0.05", "mixval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,166 +145,6 @@ def _took(d: dict) -> str:
     return f"{d['seconds']:.0f}s" if d["trained"] else "trained before, collected"
 
 
-def _labels(demo_dir: Path, lab: str) -> dict:
-    folder = demo_dir / ("lab_b/labels" if lab == "B" else "labels")
-    return {s: pd.read_csv(folder / f"{s}.csv", dtype={"Image": str}).set_index("Image")["LabelID"] for s in ("WBC1", "WBC2")}
-
-
-def scores(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """The challenge's macro and micro F1, and the F1 of each rare class."""
-    from sklearn.metrics import f1_score
-
-    per_class = f1_score(truth, pred, labels=range(len(CLASSES)), average=None, zero_division=0)
-    return {**f1_scores(truth, pred), **{f"f1_{c}": float(per_class[CLASSES.index(c)]) for c in RARE}}
-
-
-def score_runs(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """One row per run, variant and split; and the logits by (method, lab, variant, split, seed, val_fold)."""
-    rows, logits, labels = [], {}, {}
-    for d in done:
-        j, run_dir = d["job"], Path(d["run_dir"])
-        lab_labels = labels.setdefault(j.lab, _labels(demo_dir, "B" if j.lab == "B" else "A"))
-        z = np.load(run_dir / "study_logits.npz")
-        m = pd.read_csv(run_dir / "metrics.csv")
-        fold = dict(j.settings).get("val_fold", 0)
-        for split in ("WBC1", "WBC2"):
-            truth = lab_labels[split].loc[z[f"{split}|images"]].to_numpy()
-            logits[("truth", j.lab, split)] = truth
-            for variant, (ck, tta) in VARIANTS.items():
-                x = z[f"{split}|{ck}|{int(tta)}"]
-                logits[(j.method, j.lab, variant, split, j.seed, fold)] = x
-                rows.append({"method": j.method, "lab": j.lab, "seed": j.seed, "val_fold": fold, "variant": variant,
-                             "split": split, "source_val_f1": float(m["source_val_f1"].iloc[-1]),
-                             "train_seconds": d["seconds"] if d["trained"] else float("nan"),  # NaN: trained earlier
-                             **scores(truth, x.argmax(1))})
-    return pd.DataFrame(rows), logits
-
-
-def ensembles(logits: dict, demo_dir: Path, members: dict) -> pd.DataFrame:
-    """Mean-logit ensembles: `members` maps a name to [(method, lab, seed, fold)]."""
-    rows = []
-    for name, keys in members.items():
-        for split in ("WBC1", "WBC2"):
-            truth = logits.get(("truth", keys[0][1], split))
-            for variant in ("run's choice + TTA", "avg.pt + TTA", "avg.pt + TTA + prior EM"):
-                xs = [x for x in (logits.get((m, lb, variant, split, s, f)) for m, lb, s, f in keys) if x is not None]
-                if truth is None or len(xs) < 2:  # the members that were trained, at least two
-                    continue
-                rows.append({"ensemble": name, "members": len(xs), "variant": variant, "split": split,
-                             **scores(truth, np.mean(xs, 0).argmax(1))})
-    return pd.DataFrame(rows)
-
-
-def selection_rows(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per run and epoch: every validator (recomputed from the saved WBC1 outputs, MixVal from
-    metrics.csv) and the true WBC1/WBC2 macro F1; per run and choice: the pick's scores."""
-    epochs, picks = [], []
-    for d in done:
-        j, run_dir = d["job"], Path(d["run_dir"])
-        lab_labels = _labels(demo_dir, "B" if j.lab == "B" else "A")
-        cfg = json.loads((run_dir / "config.json").read_text())
-        z = np.load(run_dir / "study_logits.npz")
-        truth = {s: lab_labels[s].loc[z[f"{s}|images"]].to_numpy() for s in ("WBC1", "WBC2")}
-        metrics = pd.read_csv(run_dir / "metrics.csv")
-        rows = []
-        for _, m in metrics.iterrows():
-            e = int(m["epoch"])
-            t_logits = np.load(run_dir / "target_logits" / f"epoch{e:03d}.npy")
-            w_logits = np.load(run_dir / "watch_logits" / f"epoch{e:03d}.npy")
-            s1, s2 = scores(truth["WBC1"], t_logits.argmax(1)), scores(truth["WBC2"], w_logits.argmax(1))
-            rows.append({**m.to_dict(), **target_scores(t_logits, CLASSES, cfg["snd_temperature"], cfg["min_pred_classes"],
-                                                        cfg["max_entropy_frac"]),
-                         "wbc1_f1": s1["macro_f1"], "wbc2_f1": s2["macro_f1"],
-                         **{f"wbc2_{k}": v for k, v in s2.items() if k.startswith("f1_")}})
-        per_epoch = pd.DataFrame(rows).assign(method=j.method, lab=j.lab, seed=j.seed, run=str(run_dir))
-        epochs.append(per_epoch)
-        best = per_epoch["wbc1_f1"].max()
-        for choice in CHOICES:
-            if choice == "avg":
-                s1, s2 = (scores(truth[s], z[f"{s}|avg|0"].argmax(1)) for s in ("WBC1", "WBC2"))
-                pick_row = {"epoch": -1, "wbc1_f1": s1["macro_f1"], "wbc2_f1": s2["macro_f1"],
-                        **{f"wbc2_{k}": v for k, v in s2.items() if k.startswith("f1_")}}
-                rho = float("nan")
-            else:
-                records = per_epoch.to_dict("records")
-                chosen = per_epoch.iloc[pick(records, choice)]
-                pick_row = chosen[["epoch", "wbc1_f1", "wbc2_f1"] + [f"wbc2_f1_{c}" for c in RARE]].to_dict()
-                rho = rank_agreement(records, choice, per_epoch["wbc1_f1"])
-            picks.append({"method": j.method, "lab": j.lab, "seed": j.seed, "choice": choice, **pick_row,
-                          "gap": best - pick_row["wbc1_f1"], "spearman": rho})
-    return pd.concat(epochs, ignore_index=True), pd.DataFrame(picks)
-
-
-def default_choice(picks: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    """The rule: the smallest mean gap to the best epoch over all runs; choices within one standard
-    error of it are tied, and among ties the simplest (first in CHOICES) wins."""
-    g = picks.groupby("choice")["gap"]
-    table = pd.DataFrame({"gap_mean": g.mean(), "gap_se": g.std(ddof=1).fillna(0.0) / np.sqrt(g.size()), "runs": g.size()})
-    best = table["gap_mean"].idxmin()
-    tied = [c for c in CHOICES if c in table.index and table.loc[c, "gap_mean"] <= table.loc[best, "gap_mean"]
-            + table.loc[best, "gap_se"]]
-    return tied[0], table.loc[[c for c in CHOICES if c in table.index]]
-
-
-def _pm(values) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else (f"{v.mean():.3f}" if len(v) else "-")
-
-
-def methods_markdown(results: pd.DataFrame, lab: str = "A") -> str:
-    head = ("| method | variant | seeds | WBC1 macro F1 | WBC2 macro F1 | WBC2 micro F1 | source-val F1 | "
-            + " | ".join(f"WBC2 F1 {c}" for c in RARE) + " |")
-    lines = [head, "|" + "---|" * (7 + len(RARE))]
-    r = results[results["lab"] == lab]
-    for (method, variant), g in r.groupby(["method", "variant"], sort=False):
-        w1, w2 = g[g["split"] == "WBC1"], g[g["split"] == "WBC2"]
-        lines.append(f"| {method} | {variant} | {len(w2)} | {_pm(w1['macro_f1'])} | {_pm(w2['macro_f1'])} | "
-                     f"{_pm(w2['micro_f1'])} | {_pm(w2['source_val_f1'])} | "
-                     + " | ".join(_pm(w2[f'f1_{c}']) for c in RARE) + " |")
-    return "\n".join(lines)
-
-
-def ensembles_markdown(ens: pd.DataFrame) -> str:
-    lines = ["| ensemble | members | variant | WBC1 macro F1 | WBC2 macro F1 | WBC2 micro F1 |", "|---|---|---|---|---|---|"]
-    for (name, variant), g in ens.groupby(["ensemble", "variant"], sort=False):
-        w1, w2 = g[g["split"] == "WBC1"], g[g["split"] == "WBC2"]
-        lines.append(f"| {name} | {int(g['members'].iloc[0])} | {variant} | {_pm(w1['macro_f1'])} | "
-                     f"{_pm(w2['macro_f1'])} | {_pm(w2['micro_f1'])} |")
-    return "\n".join(lines)
-
-
-def selection_markdown(picks: pd.DataFrame, table: pd.DataFrame) -> str:
-    lines = ["| choice | runs | WBC1 macro F1 of the pick | WBC2 macro F1 of the pick | gap to the best epoch (WBC1) "
-             "| Spearman with WBC1 F1 | " + " | ".join(f"WBC2 F1 {c}" for c in RARE) + " |",
-             "|" + "---|" * (6 + len(RARE))]
-    for choice in table.index:
-        g = picks[picks["choice"] == choice]
-        rho = g["spearman"].mean()
-        lines.append(f"| {choice} | {len(g)} | {_pm(g['wbc1_f1'])} | {_pm(g['wbc2_f1'])} | "
-                     f"{table.loc[choice, 'gap_mean']:.3f} ± {table.loc[choice, 'gap_se']:.3f} (SE) | "
-                     f"{'-' if np.isnan(rho) else f'{rho:+.2f}'} | "
-                     + " | ".join(_pm(g[f'wbc2_f1_{c}']) for c in RARE) + " |")
-    return "\n".join(lines)
-
-
-def paired_markdown(results: pd.DataFrame, kit: str, variant: str, seeds) -> str:
-    lines = ["| lab | seed | source-only WBC2 macro F1 | kit WBC2 macro F1 | kit - source-only |", "|---|---|---|---|---|"]
-    for lab in ("A", "B"):
-        r = results[(results["lab"] == lab) & (results["split"] == "WBC2") & (results["variant"] == variant)]
-        diffs = []
-        for s in seeds:
-            a = r[(r["method"] == "source-only") & (r["seed"] == s)]["macro_f1"]
-            b = r[(r["method"] == kit) & (r["seed"] == s)]["macro_f1"]
-            if len(a) and len(b):
-                diffs.append(float(b.iloc[0] - a.iloc[0]))
-                lines.append(f"| {lab} | {s} | {a.iloc[0]:.3f} | {b.iloc[0]:.3f} | {diffs[-1]:+.3f} |")
-        if diffs:
-            d = np.asarray(diffs)
-            spread = f" ± {d.std(ddof=1):.3f}" if len(d) > 1 else ""
-            lines.append(f"| {lab} | mean{' ± std' if spread else ''} | | | {d.mean():+.3f}{spread} |")
-    return "\n".join(lines)
-
-
 def main_study(demo_dir: Path, out: Path, jobs: int, device: str, workers: int, budget_s: float, seeds=(0, 1, 2),
                fresh=(3, 4, 5), methods: dict | None = None, console=None, base: dict | None = None,
                extras: bool = True) -> dict:
@@ -331,15 +161,18 @@ def main_study(demo_dir: Path, out: Path, jobs: int, device: str, workers: int, 
     phase1 = [job(m, "A", s, st) for s in seeds for m, st in methods.items()]
     done = run_jobs(phase1, demo_dir, out, device, workers, jobs, deadline, console, base)
     kit, kit_variant = choose_kit(score_runs(done, demo_dir)[0], console)
-    write_tables(done, [], demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
+    members = ensemble_members(kit, seeds, fresh)
+    extra_methods = ["oracle", "3x longer", "fold member", *STRESS]
+    tables = (demo_dir, out, kit, kit_variant, seeds, fresh, t0, console, members, extra_methods)
+    write_tables(done, [], *tables)
     phase2 = [job(m, lab, s, methods[m]) for s in fresh for lab in ("A", "B") for m in ("source-only", kit)]
     if extras:
         phase2 += extra_jobs(methods[kit], fresh)
     done2 = []
     for j in phase2:  # one at a time in this order, so the budget cuts the least important
         done2 += run_jobs([j], demo_dir, out, device, workers, jobs, deadline, console, base)
-        write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0, console, quiet=True)
-    write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0, console)
+        write_tables(done, done2, *tables, quiet=True)
+    write_tables(done, done2, *tables)
     return {"kit": kit, "kit_variant": kit_variant}
 
 
@@ -347,6 +180,17 @@ def fold_members(fresh) -> list[tuple[int, int]]:
     """(seed, held-out fold) of the fold ensemble: fresh seed i holds out fold i, so it differs from the
     seed ensemble (every fresh seed holding out fold 0) only by the fold of members 2 and 3."""
     return [(s, i) for i, s in enumerate(fresh)]
+
+
+def ensemble_members(kit: str, seeds, fresh) -> dict:
+    """The ensembles the study scores: name -> [(method, lab, seed, held-out fold)]."""
+    return {"seeds (kit, A)": [(kit, "A", s, 0) for s in seeds],
+            "seeds (source-only, A)": [("source-only", "A", s, 0) for s in seeds],
+            "fresh seeds (kit, A)": [(kit, "A", s, 0) for s in fresh],
+            "fresh folds (kit, A)": [(kit if f == 0 else "fold member", "A", s, f) for s, f in fold_members(fresh)],
+            "fresh seeds (source-only, A)": [("source-only", "A", s, 0) for s in fresh],
+            "fresh seeds (kit, B)": [(kit, "B", s, 0) for s in fresh],
+            "fresh seeds (source-only, B)": [("source-only", "B", s, 0) for s in fresh]}
 
 
 def extra_jobs(kit_settings: dict, fresh) -> list[Job]:
@@ -357,67 +201,6 @@ def extra_jobs(kit_settings: dict, fresh) -> list[Job]:
     jobs += [job("3x longer", "A", s, {**kit_settings, "epochs": 24}) for s in fresh[:1]]
     jobs += [job(name, "A", s, st) for name, st in STRESS.items() for s in fresh[1:]]
     return jobs + [job("oracle", "oracle", s, {}) for s in fresh]
-
-
-def choose_kit(results: pd.DataFrame, console) -> tuple[str, str]:
-    """The method (with or without prior correction) with the best mean WBC1 macro F1 of avg.pt + TTA."""
-    wbc1 = results[(results["split"] == "WBC1") & (results["lab"] == "A")]
-    cand = wbc1[wbc1["variant"].isin(["avg.pt + TTA", "avg.pt + TTA + prior EM"]) & (wbc1["method"] != "source-only")]
-    means = cand.groupby(["method", "variant"])["macro_f1"].mean().sort_values(ascending=False)
-    kit, kit_variant = means.index[0]
-    console.print(f"[bold]kit candidate (WBC1): {kit}, {kit_variant} ({means.iloc[0]:.3f})[/]")
-    return kit, kit_variant
-
-
-def write_tables(done, done2, demo_dir, out, kit, kit_variant, seeds, fresh, t0, console, quiet=False) -> None:
-    results1, logits = score_runs(done, demo_dir)
-    results2, logits2 = score_runs(done2, demo_dir) if done2 else (results1.iloc[:0], {})
-    results = pd.concat([results1, results2], ignore_index=True)
-    logits.update(logits2)
-    members = {"seeds (kit, A)": [(kit, "A", s, 0) for s in seeds],
-               "seeds (source-only, A)": [("source-only", "A", s, 0) for s in seeds],
-               "fresh seeds (kit, A)": [(kit, "A", s, 0) for s in fresh],
-               "fresh folds (kit, A)": [(kit if f == 0 else "fold member", "A", s, f) for s, f in fold_members(fresh)],
-               "fresh seeds (source-only, A)": [("source-only", "A", s, 0) for s in fresh],
-               "fresh seeds (kit, B)": [(kit, "B", s, 0) for s in fresh],
-               "fresh seeds (source-only, B)": [("source-only", "B", s, 0) for s in fresh]}
-    ens = ensembles(logits, demo_dir, members)
-    sel_runs = [d for d in done + done2 if d["job"].lab == "A" and d["job"].method != "fold member"]
-    per_epoch, picks = selection_rows(sel_runs, demo_dir)
-    choice, choice_table = default_choice(picks)
-    write_csv(out / "results.csv", results)
-    if len(ens):
-        write_csv(out / "ensembles.csv", ens)
-    write_csv(out / "selection_epochs.csv", per_epoch)
-    write_csv(out / "selection_picks.csv", picks)
-    fresh_rows = results[results["seed"].isin(fresh) & results["method"].isin(["source-only", kit])]
-    oracle = results[(results["method"] == "oracle") & (results["split"] == "WBC2") & (results["variant"] == "avg.pt + TTA")]
-    so = results[(results["method"] == "source-only") & (results["lab"] == "A") & (results["split"] == "WBC2")
-                 & (results["variant"] == "avg.pt + TTA")]
-    runs = len(done) + len(done2)
-    text = "\n\n".join([
-        f"# Adaptation study ({runs} runs; this invocation {time.time() - t0:.0f}s)",
-        "## Methods, demo lab, seeds " + ",".join(map(str, seeds)), methods_markdown(results1),
-        f"Kit candidate chosen on WBC1: **{kit}**, {kit_variant}.",
-        "## Shift and learnability (source-only vs oracle, avg.pt + TTA, every seed)",
-        f"source-only: source-val F1 {_pm(so['source_val_f1'])}, WBC2 macro F1 {_pm(so['macro_f1'])} ({len(so)} runs); "
-        f"oracle (trained on labelled demo-lab images, not label-free): WBC2 macro F1 {_pm(oracle['macro_f1'])}, "
-        f"its own val F1 {_pm(oracle['source_val_f1'])} ({len(oracle)} runs)",
-        "## Fresh seeds " + ",".join(map(str, fresh)) + ": demo lab (A)", methods_markdown(fresh_rows, "A"),
-        "## Fresh seeds: lab B", methods_markdown(fresh_rows, "B"),
-        *(part for v in dict.fromkeys([kit_variant, "avg.pt + TTA"])
-          for part in (f"### Paired per seed ({v})", paired_markdown(results, kit, v, fresh))),
-        "## Stress and reference runs", methods_markdown(results[results["method"].isin(["oracle", "3x longer", "fold member",
-                                                                                         *STRESS])]),
-        "## Ensembles", ensembles_markdown(ens) if len(ens) else "-",
-        "## Checkpoint choice (selection study)", selection_markdown(picks, choice_table),
-        f"Default by the rule (smallest mean gap; ties within 1 SE go to the simplest): **{choice}**",
-    ])
-    write_text(out / "study.md", text + "\n")
-    write_text(out / "study.json", json.dumps({"kit": kit, "kit_variant": kit_variant, "default_select": choice,
-                                               "seconds": time.time() - t0, "runs": runs}, indent=2) + "\n")
-    if not quiet:
-        console.print(text)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import pytest
 
 from submission.classes import CLASSES
 from submission.selection import pick, rank_agreement, selection_key
-from submission.study import (CHOICES, METHODS, RARE, default_choice, ensembles, extra_jobs, fold_members, job,
-                              score_runs, scores, selection_rows)
+from submission.study import METHODS, extra_jobs, fold_members, job
+from submission.study_report import CHOICES, RARE, default_choice, ensembles, score_runs, scores, selection_rows
 
 K = len(CLASSES)
 
