@@ -1,0 +1,33 @@
+"""The kit computes what it computed when the golden outputs were written (tests/golden_runs.py):
+four tiny CPU runs (kit, seed, source-only, and kit with AdaBN + colour augmentation + prior EM),
+their metrics.csv, per-epoch target logits, WBC2 logits with TTA and submission.csv."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from golden_runs import GOLDEN, RUNS, golden_outputs
+
+
+@pytest.fixture(scope="module")
+def outputs(demo, tmp_path_factory):
+    return golden_outputs(demo, tmp_path_factory.mktemp("golden"))
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_a_golden_run_is_reproduced(outputs, run):
+    files = outputs[run]
+    assert sorted(files) == sorted(p.name for p in (GOLDEN / run).iterdir())
+    for name, path in files.items():
+        want = GOLDEN / run / name
+        if name.endswith(".npy"):
+            np.testing.assert_allclose(np.load(path), np.load(want), rtol=0, atol=1e-6, err_msg=f"{run}/{name}")
+        elif name == "submission.csv":
+            assert path.read_text() == want.read_text(), f"{run}/{name}"
+        else:  # metrics.csv and the logits CSV: same columns, numbers within 1e-6, the rest equal
+            got, ref = pd.read_csv(path), pd.read_csv(want)
+            assert list(got.columns) == list(ref.columns), f"{run}/{name}"
+            numeric = ref.select_dtypes("number").columns
+            np.testing.assert_allclose(got[numeric].to_numpy(float), ref[numeric].to_numpy(float), rtol=0, atol=1e-6,
+                                       err_msg=f"{run}/{name}")
+            pd.testing.assert_frame_equal(got.drop(columns=numeric), ref.drop(columns=numeric))
