@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False)
 
 def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str, tta: bool, mix: bool) -> list[Path]:
     """The logits files to average: named CSVs, or NAME_CHECKPOINT_TTA's file of each run folder; one kind unless `mix`."""
-    from submission.runs import logits_kind, logits_name, run_folders
+    from submission.data.targets import logits_kind, logits_name, run_folders
 
     wanted = logits_name(name, checkpoint, tta)
     if run and all(Path(r).suffix == ".csv" for r in run):
@@ -70,11 +70,19 @@ def main(
     The file is checked before it is written: every image of the split exactly once, in numeric
     order, Label and LabelID agreeing with the class table, one class list for all runs.
     """
-    from submission.report import agreement_matrix, agreement_table, counts_table, score, scores_table
-    from submission.runs import Target, run_folders
-    from submission.files import write_csv
-    from submission.submit import (check_submission, ensemble_logits, predictions_frame, read_labels, read_logits,
-                                   read_submission, submission_frame, write_submission)
+    from submission.data.files import write_csv
+    from submission.data.targets import Target, run_folders
+    from submission.predict.submit import (
+        check_submission,
+        ensemble_logits,
+        predictions_frame,
+        read_labels,
+        read_logits,
+        read_submission,
+        submission_frame,
+        write_submission,
+    )
+    from submission.scoring.plots import agreement_matrix, agreement_table, counts_table, score, scores_table
 
     console = Console()
     name = images.name if images else split
@@ -118,7 +126,7 @@ def main(
     agree = agreement_matrix(preds)
     console.print(agreement_table(agree))
     if plot is not None:
-        from submission.report import plot_ensemble
+        from submission.scoring.plots import plot_ensemble
 
         plot_ensemble(preds, agree, plot, f"predicted classes on {name}, per run and for the ensemble")
         console.print(f"wrote {plot}")

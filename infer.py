@@ -46,15 +46,21 @@ def main(
     With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
     file (for any other folder); with several, run ensemble.py.
     """
-    from submission.checkpoint import load_checkpoint
     from submission.config import crop_for
-    from submission.files import write_csv, write_json
-    from submission.inference import predict_run
+    from submission.data.files import write_csv, write_json
+    from submission.data.files import write_csv as write_table
+    from submission.data.targets import Target, find_runs, logits_name
+    from submission.predict.inference import predict_run
+    from submission.predict.submit import (
+        logits_frame,
+        predictions_frame,
+        read_labels,
+        submission_frame,
+        write_submission,
+    )
     from submission.progress import data_progress
-    from submission.report import score, scores_table
-    from submission.runs import Target, find_runs, logits_name
-    from submission.files import write_csv as write_table
-    from submission.submit import logits_frame, predictions_frame, read_labels, submission_frame, write_submission
+    from submission.scoring.plots import score, scores_table
+    from submission.train.checkpoint import load_checkpoint
 
     console = Console()
     if images is None and (px_per_um or crop_px):

@@ -8,7 +8,7 @@ import typer
 from submission.cli import config_options
 from submission.config import RECIPE_NOTES, make_config
 from submission.errors import user_errors
-from submission.selection import describe_choice
+from submission.scoring.validators import describe_choice
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich")
 
@@ -36,9 +36,8 @@ def main(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUNS/seed{N} from its last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in RUNS/seed{N}.")] = False,
 ):
-    from submission.training import fit
-
-    from submission.distributed import ranks_from_env, teardown
+    from submission.train.distributed import ranks_from_env, teardown
+    from submission.train.loop import fit
 
     cfg = make_config(recipe, demo, config, **settings)
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import FIELDS, default_workers, shown_default
+from submission.config import FIELDS, default_workers, shown_default
 
 
 def _option(name: str, f: dataclasses.Field):

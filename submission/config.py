@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KitError
+from submission.errors import KitError
 
 FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
 # Pixels per micrometre of each dataset (challenge README): the 25 um crop follows from it.

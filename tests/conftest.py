@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from submission.demo import generate
 from submission.config import TrainConfig, make_config
+from submission.studies.demo import generate
 
 torch.set_num_threads(2)
 os.environ["COLUMNS"] = "200"  # rich wraps console lines at the terminal width
@@ -42,7 +42,7 @@ def tiny_config(demo: Path, out: Path, **kw) -> TrainConfig:
 def interrupt_at_evaluation(monkeypatch):
     """interrupt_at_evaluation(n): raise KeyboardInterrupt (as Ctrl-C would) at the n-th per-epoch
     evaluation of a run, so epoch n-1 is never saved. Deterministic, unlike a timed signal."""
-    import submission.training as training
+    import submission.train.loop as training
 
     def arm(n: int):
         real, calls = training.evaluate, []

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
+
 GOLDEN = ROOT / "tests" / "golden"
 TINY = ["--epochs", "2", "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8", "--no-pretrained",
         "--workers", "0", "--device", "cpu", "--bottleneck-dim", "64", "--head-width", "64", "--grl-max-iters", "10",
@@ -27,7 +28,7 @@ RUNS = {
 
 
 def make_demo(dest: Path) -> Path:
-    from submission.demo import generate
+    from submission.studies.demo import generate
 
     generate(dest, seed=0, scale=0.002, n_target=30)
     return dest

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from submission.checkpoint import load_checkpoint
-from submission.engine import batchnorm_state, mixval, target_batchnorm
-from submission.mdd import mcc_loss
-from submission.prior import corrected_logits, em_prior
-from submission.stain import HEDJitter, colour_stats, hed_to_rgb, recolour, rgb_to_hed
-from submission.training import fit
+from submission.methods.adabn import batchnorm_state, target_batchnorm
+from submission.methods.colour import HEDJitter, colour_stats, hed_to_rgb, recolour, rgb_to_hed
+from submission.methods.mcc import mcc_loss
+from submission.methods.prior import corrected_logits, em_prior
+from submission.scoring.mixval import mixval
+from submission.train.checkpoint import load_checkpoint
+from submission.train.loop import fit
 
 
 def test_mcc_loss_matches_a_per_sample_loop():
@@ -78,9 +79,8 @@ def test_adabn_statistics_are_the_mean_of_the_target_batches_and_the_model_keeps
 
 
 def test_recolouring_moves_each_part_to_the_target_statistics_and_hed_round_trips():
-    from submission.cells import DOMAINS, render_cell
-
-    from submission.transforms import prepare
+    from submission.data.transforms import prepare
+    from submission.studies.demo_cells import DOMAINS, render_cell
 
     src = prepare(render_cell("lymphocyte_typical", DOMAINS["Acevedo_20"], np.random.default_rng(0)), 250, 73)
     tgt = prepare(render_cell("monocyte", DOMAINS["WBC"], np.random.default_rng(1)), 288, 73)
@@ -126,8 +126,8 @@ def test_mixval_matches_a_naive_loop():
 
 
 def test_methods_are_settings_of_one_run(tmp_path, tiny):
-    from submission.inference import predict_run
-    from submission.runs import Target
+    from submission.data.targets import Target
+    from submission.predict.inference import predict_run
 
     cfg = tiny(tmp_path / "a", adabn=True, mcc_weight=1.0, colour_aug=0.5, stain_jitter=0.05, prior_em=True,
                watch_split="WBC2", select="avg")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from submission.data import DirectImages, cached_images, class_balanced_weights, epoch_loader
+from submission.data.datasets import DirectImages, cached_images, class_balanced_weights, epoch_loader
+from submission.data.splits import load_split
 from submission.errors import KitError
-from submission.splits import load_split
 
 
 @pytest.fixture
@@ -87,8 +87,8 @@ def test_balanced_loader_draws_each_class_about_equally_and_is_seeded():
 def test_images_smaller_than_the_field_are_padded_with_one_warning(tmp_path, capsys):
     import cv2
 
-    from submission.data import prepare_all
-    from submission.transforms import prepare
+    from submission.data.datasets import prepare_all
+    from submission.data.transforms import prepare
 
     for i, size in enumerate((30, 60)):
         cv2.imencode(".png", np.full((size, size, 3), 120, np.uint8))[1].tofile(tmp_path / f"{i}.png")
@@ -120,7 +120,7 @@ def test_processes_starting_together_build_the_cache_once(matek, tmp_path):
 def test_a_target_folder_with_its_scale(demo, tmp_path):
     import shutil
 
-    from submission.runs import Target
+    from submission.data.targets import Target
 
     for i, f in enumerate(sorted((demo / "data/WBC1/DATA-VAL").iterdir())[:4]):
         (tmp_path / "lab" / f"slide{i % 2}").mkdir(parents=True, exist_ok=True)

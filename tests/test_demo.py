@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from submission.classes import CLASSES
-from submission.demo import demo_counts, generate
-from submission.io import read_rgb
-from submission.splits import DATASETS, load_split
+from submission.data.classes import CLASSES
+from submission.data.images import read_rgb
+from submission.data.splits import DATASETS, load_split
+from submission.studies.demo import demo_counts, generate
 
 
 def _digest(root):
@@ -55,7 +55,7 @@ def test_demo_keeps_the_real_imbalance():
 
 
 def test_classes_differ_in_morphology_not_only_colour():
-    from submission.cells import DOMAINS, render_cell
+    from submission.studies.demo_cells import DOMAINS, render_cell
 
     def dark_area(cls):
         img = render_cell(cls, DOMAINS["Acevedo_20"], np.random.default_rng(0)).astype(float)
@@ -77,7 +77,7 @@ def test_generator_output_is_pinned_and_does_not_depend_on_the_processes(tmp_pat
 def test_stale_demo_data_are_recognised_and_replaced(tmp_path):
     import json
 
-    from submission.demo import VERSION, is_current
+    from submission.studies.demo import VERSION, is_current
 
     out = tmp_path / "d"
     assert not is_current(out, 0, 0.001, 24)
@@ -95,12 +95,12 @@ def test_stale_demo_data_are_recognised_and_replaced(tmp_path):
 def test_the_lab_shift_is_not_a_global_colour_offset_and_the_scale_is_off():
     import dataclasses
 
-    from submission.cells import DOMAINS, render_cell
-    from submission.stain import colour_stats
+    from submission.methods.colour import colour_stats
+    from submission.studies.demo_cells import DOMAINS, render_cell
 
     lab = DOMAINS["WBC"]
     plain = dataclasses.replace(lab, nucleus_shift=(0.0, 0.0, 0.0), cyto_shift=(0.0, 0.0, 0.0))
-    from submission.transforms import prepare
+    from submission.data.transforms import prepare
 
     for cls in ("lymphocyte_typical", "monocyte"):  # cells whose darkest fifth is their nucleus
         a = colour_stats(prepare(render_cell(cls, lab, np.random.default_rng(0)), 288, 73))

@@ -183,7 +183,8 @@ def test_inference_does_not_import_the_training_loop():
     import sys
     from pathlib import Path
 
-    code = ("import sys, infer, submission.inference, submission.checkpoint, submission.progress, submission.report, "
-            "submission.runs, submission.submit; print('submission.training' in sys.modules)")
+    code = ("import sys, infer, submission.predict.inference, submission.train.checkpoint, submission.progress, "
+            "submission.scoring.plots, submission.data.targets, submission.predict.submit; "
+            "print('submission.train.loop' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

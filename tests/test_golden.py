@@ -5,7 +5,6 @@ their metrics.csv, per-epoch target logits, WBC2 logits with TTA and submission.
 import numpy as np
 import pandas as pd
 import pytest
-
 from golden_runs import GOLDEN, RUNS, golden_outputs
 
 

@@ -14,8 +14,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from submission.data.importer import run_import
 from submission.errors import KitError
-from submission.importer import run_import
 
 ROOT = Path(__file__).resolve().parents[1]
 PBC_FOLDER = {"BA": "basophil", "EO": "eosinophil", "ERB": "erythroblast", "PMY": "ig", "MY": "ig", "MMY": "ig",

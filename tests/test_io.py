@@ -1,10 +1,11 @@
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from submission.files import write_text
-from submission.io import ImageReadError, read_rgb
+from submission.data.files import write_text
+from submission.data.images import ImageReadError, read_rgb
 
 
 def _write(path, img):

@@ -3,8 +3,10 @@ import urllib.error
 import pytest
 import torch
 
+from submission.config import make_config
 from submission.errors import KitError
-from submission.mdd import MDDNet, grl_coeff, mdd_loss, reverse_gradient
+from submission.methods.mdd import grl_coeff, mdd_loss, reverse_gradient
+from submission.methods.model import MDDNet
 
 
 def naive_mdd(y_s, y_s_adv, y_t, y_t_adv, margin):
@@ -74,7 +76,7 @@ def test_model_shapes_and_param_groups():
 def test_one_step_puts_both_domains_through_one_batchnorm_forward():
     """After one training step, the first BatchNorm's running mean is the momentum-weighted mean
     of the source and target batch together: both domains went through one forward."""
-    from submission.engine import train_step
+    from submission.train.step import train_step
 
     torch.manual_seed(0)
     model = MDDNet(11, 16, 16, dropout=0.0)
@@ -85,7 +87,7 @@ def test_one_step_puts_both_domains_through_one_batchnorm_forward():
         pre = model.backbone.conv1(torch.cat([x_s, x_t])).mean((0, 2, 3))
         pre_s = model.backbone.conv1(x_s).mean((0, 2, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    train_step(model, x_s, torch.randint(0, 11, (4,)), x_t, opt, coeff=0.1, margin=4.0, trade_off=1.0)
+    train_step(model, x_s, torch.randint(0, 11, (4,)), x_t, opt, 0.1, make_config(trade_off=1.0, mcc_weight=0.0))
     expected = bn.momentum * pre  # running mean starts at 0
     assert torch.allclose(bn.running_mean, expected, atol=1e-5)
     assert not torch.allclose(bn.running_mean, bn.momentum * pre_s, atol=1e-3)
@@ -93,7 +95,7 @@ def test_one_step_puts_both_domains_through_one_batchnorm_forward():
     model2 = MDDNet(11, 16, 16, dropout=0.0)
     model2.load_state_dict({k: v for k, v in model.state_dict().items()})
     model2.backbone.bn1.reset_running_stats()
-    train_step(model2, x_s, torch.randint(0, 11, (4,)), None, opt, coeff=0.1, margin=4.0, trade_off=0.0)
+    train_step(model2, x_s, torch.randint(0, 11, (4,)), None, opt, 0.1, make_config("source-only"))
     assert torch.allclose(model2.backbone.bn1.running_mean, bn.momentum * pre_s, atol=1e-5)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from submission.selection import entropy, snd
+from submission.scoring.validators import entropy, snd
 
 
 def naive_snd(p, t):
@@ -76,7 +76,7 @@ def naive_macro_f1(y, p):
 
 
 def test_f1_by_hand():
-    from submission.metrics import f1_scores
+    from submission.scoring.metrics import f1_scores
 
     y, p = [0, 1, 2, 2, 10], [0, 2, 2, 2, 10]
     s = f1_scores(y, p)
@@ -86,7 +86,7 @@ def test_f1_by_hand():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_f1_matches_the_naive_reference(seed):
-    from submission.metrics import f1_scores
+    from submission.scoring.metrics import f1_scores
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 11, 200).tolist()
@@ -108,7 +108,7 @@ def naive_bnm(p):
 
 @pytest.mark.parametrize("seed,n,k", [(0, 30, 11), (1, 200, 3)])
 def test_im_and_bnm_match_naive_references(seed, n, k):
-    from submission.selection import bnm, information_maximization
+    from submission.scoring.validators import bnm, information_maximization
 
     p = _probs(seed, n, k, sharp=3.0)
     assert information_maximization(p) == pytest.approx(naive_im(p), rel=1e-9)
@@ -116,7 +116,7 @@ def test_im_and_bnm_match_naive_references(seed, n, k):
 
 
 def test_im_and_bnm_prefer_confident_diverse_predictions_to_a_collapse():
-    from submission.selection import bnm, information_maximization
+    from submission.scoring.validators import bnm, information_maximization
 
     k = 5
     diverse = np.eye(k)[np.arange(100) % k] * 0.96 + 0.01
@@ -128,7 +128,7 @@ def test_im_and_bnm_prefer_confident_diverse_predictions_to_a_collapse():
 def test_no_fallback_to_an_undertrained_epoch_when_nothing_passes_the_guard():
     """Four epochs, all above the entropy limit (1.20 nats): the choice is the most confident, the last,
     never epoch 0 whose near-uniform softmax has the highest SND."""
-    from submission.selection import selection_key
+    from submission.scoring.validators import selection_key
 
     rows = [{"epoch": e, "target_guard_ok": 0, "target_snd": snd_, "target_entropy": ent}
             for e, (snd_, ent) in enumerate([(4.6, 2.35), (3.1, 1.90), (2.8, 1.53), (2.5, 1.23)])]
@@ -144,8 +144,8 @@ def test_no_fallback_to_an_undertrained_epoch_when_nothing_passes_the_guard():
 
 
 def test_every_validator_is_a_column_with_its_direction():
-    from submission.classes import CLASSES
-    from submission.selection import VALIDATORS, selection_key, target_scores
+    from submission.data.classes import CLASSES
+    from submission.scoring.validators import VALIDATORS, selection_key, target_scores
 
     row = {**target_scores(np.random.default_rng(0).normal(size=(50, 11)) * 5, CLASSES, 0.005, 1, 1.0),
            "epoch": 3, "source_val_f1": 0.7, "target_mixval": 0.6}  # MixVal needs the model: the loop adds it
@@ -156,8 +156,8 @@ def test_every_validator_is_a_column_with_its_direction():
 
 
 def test_the_class_mix_guard_counts_only_classes_with_a_real_share():
-    from submission.classes import CLASSES
-    from submission.selection import real_classes, target_scores
+    from submission.data.classes import CLASSES
+    from submission.scoring.validators import real_classes, target_scores
 
     n = 1591
     stray = np.full(n, 8)
@@ -175,8 +175,8 @@ def test_a_merged_3_percent_class_fools_snd_but_not_im_or_bnm():
     largest one. Both pass the class-mix guard. SND prefers the merge; IM and BNM (the best validators over
     predictions in the kit's selection study) prefer the correct predictions. The default choice, avg
     (averaged weights), does not look at the predictions, so no merge can fool it."""
-    from submission.classes import CLASSES
-    from submission.selection import bnm, information_maximization, softmax, target_scores
+    from submission.data.classes import CLASSES
+    from submission.scoring.validators import bnm, information_maximization, softmax, target_scores
 
     rng = np.random.default_rng(0)
     shares = np.array([0.03, 0.07, 0.05, 0.08, 0.04, 0.04, 0.04, 0.08, 0.30, 0.12, 0.15])

@@ -13,10 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 import infer
+from submission.data.splits import scan_dataset
 from submission.errors import KitError
-from submission.splits import scan_dataset
-from submission.checkpoint import load_checkpoint
-from submission.training import fit
+from submission.train.checkpoint import load_checkpoint
+from submission.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_ctrl_c_keeps_last_pt_and_resume_matches_an_uninterrupted_run(demo, tmp_
 
 WRITER = """
 import sys, torch
-from submission.files import save_torch
+from submission.data.files import save_torch
 path = sys.argv[1]
 i = 0
 while True:

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from submission import bench
-from submission.report import confusion, draw_run
-from submission.training import fit
+from submission.scoring.plots import confusion, draw_run
+from submission.studies import bench
+from submission.train.loop import fit
 
 
 def test_confusion_is_row_normalised():
@@ -41,8 +41,15 @@ def test_bench_runs_with_tiny_counts(tmp_path):
 
 
 def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
-    from submission.experiments import evaluate_runs, markdown, selection_markdown, selection_study, summarize, train_all
-    from submission.submit import read_labels
+    from submission.predict.submit import read_labels
+    from submission.studies.experiments import (
+        evaluate_runs,
+        markdown,
+        selection_markdown,
+        selection_study,
+        summarize,
+        train_all,
+    )
 
     base = tiny(tmp_path, epochs=3)
     configs = {"source-only": tiny(tmp_path, epochs=3, recipe="source-only"), "kit": base}
@@ -55,7 +62,7 @@ def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
     assert "run's choice + TTA" in markdown(summarize(results)) and "avg.pt + TTA" in markdown(summarize(results))
     per_epoch, table = selection_study([runs[("kit", 0)]], read_labels(demo / "labels", "WBC1"), base.cache_dir, "cpu")
     assert len(per_epoch) == 3 and per_epoch["target_true_f1"].between(0, 1).all()
-    from submission.experiments import CRITERIA
+    from submission.studies.experiments import CRITERIA
 
     assert set(table["criterion"]) == set(CRITERIA) | {"average of the last epochs' weights"}
     assert {"target_im", "target_bnm", "target_snd_t0.05"} <= set(per_epoch.columns)
@@ -63,7 +70,7 @@ def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
 
 
 def test_rich_table_from_markdown():
-    from submission.experiments import rich_table
+    from submission.studies.experiments import rich_table
 
     t = rich_table("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |", "t")
     assert t.row_count == 2 and [c.header for c in t.columns] == ["a", "b"]

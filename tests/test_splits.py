@@ -6,10 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from submission.classes import CLASSES
+from submission.data.classes import CLASSES
+from submission.data.splits import (
+    COLUMNS,
+    REPO_SPLITS,
+    assign_folds,
+    build_from_lists,
+    load_split,
+    resolve_splits_dir,
+    scan_dataset,
+)
 from submission.errors import KitError
-from submission.splits import (COLUMNS, REPO_SPLITS, assign_folds, build_from_lists, load_split, resolve_splits_dir,
-                               scan_dataset)
 
 LISTS = Path(__file__).resolve().parents[2] / "shared" / "challenge"
 REAL_COUNTS = {"Acevedo_20": 14291, "Matek_19": 18321, "WBC1": 1591, "WBC2": 1586}
@@ -43,7 +50,7 @@ def csv_pairs(dataset):
 
 
 def list_pairs(dataset):
-    from submission.splits import LIST_FILES
+    from submission.data.splits import LIST_FILES
 
     lines = [l.rsplit(maxsplit=1) for l in (LISTS / LIST_FILES[dataset]).read_text().splitlines() if l.strip()]
     return [p for p, _ in lines] if dataset.startswith("WBC") else [f"{p} {l}" for p, l in lines]

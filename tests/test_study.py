@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from submission.classes import CLASSES
-from submission.selection import pick, rank_agreement, selection_key
-from submission.study import METHODS, extra_jobs, fold_members, job
-from submission.study_report import CHOICES, RARE, default_choice, ensembles, score_runs, scores, selection_rows
+from submission.data.classes import CLASSES
+from submission.scoring.validators import pick, rank_agreement, selection_key
+from submission.studies.study import METHODS, extra_jobs, fold_members, job
+from submission.studies.study_report import CHOICES, RARE, default_choice, ensembles, score_runs, scores, selection_rows
 
 K = len(CLASSES)
 

@@ -1,12 +1,20 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from submission.classes import CLASSES
+from submission.data.classes import CLASSES
+from submission.data.splits import sort_images
 from submission.errors import KitError
-from submission.submit import (check_submission, ensemble_logits, logits_frame, read_labels, sort_images,
-                               submission_frame, write_submission)
+from submission.predict.submit import (
+    check_submission,
+    ensemble_logits,
+    logits_frame,
+    read_labels,
+    submission_frame,
+    write_submission,
+)
 
 IMAGES = ["0.TIF", "1.TIF", "2.TIF", "10.TIF", "11.TIF"]
 

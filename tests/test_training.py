@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from submission.checkpoint import RunningAverage, load_checkpoint, model_from_checkpoint
-from submission.classes import CLASSES
 from submission.config import make_config
+from submission.data.classes import CLASSES
 from submission.errors import KitError
-from submission.selection import selection_key, target_scores
-from submission.training import fit
+from submission.scoring.validators import selection_key, target_scores
+from submission.train.checkpoint import RunningAverage, load_checkpoint, model_from_checkpoint
+from submission.train.loop import fit
 
 
 def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
@@ -63,8 +63,8 @@ def test_the_number_of_loader_workers_does_not_change_the_run(tiny, tmp_path):
 @pytest.mark.parametrize("trade_off", [0.0, 1.0])
 def test_trade_off_zero_trains_the_network_source_only(trade_off):
     """With trade-off 0 the step equals a plain cross-entropy step on everything but the adversarial head."""
-    from submission.engine import train_step
-    from submission.mdd import MDDNet
+    from submission.methods.model import MDDNet
+    from submission.train.step import train_step
 
     torch.manual_seed(0)
     a = MDDNet(11, 16, 16, dropout=0.0)
@@ -73,7 +73,7 @@ def test_trade_off_zero_trains_the_network_source_only(trade_off):
     opt_a = torch.optim.SGD(a.param_groups(0.1), lr=0.1, momentum=0.9, nesterov=True)
     opt_b = torch.optim.SGD(b.param_groups(0.1), lr=0.1, momentum=0.9, nesterov=True)
     x_s, x_t, y_s = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32), torch.randint(0, 11, (4,))
-    train_step(a, x_s, y_s, x_t, opt_a, coeff=1.0, margin=4.0, trade_off=trade_off)
+    train_step(a, x_s, y_s, x_t, opt_a, 1.0, make_config(trade_off=trade_off, mcc_weight=0.0))
     b.train()
     y, _ = b(torch.cat([x_s, x_t]), 1.0)
     opt_b.zero_grad()
@@ -140,7 +140,7 @@ def test_running_average_matches_numpy():
 
 
 def test_batchnorm_is_re_estimated_as_the_plain_mean_over_batches():
-    from submission.engine import recompute_batchnorm
+    from submission.methods.adabn import recompute_batchnorm
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -199,8 +199,8 @@ def test_checkpoint_expectations_name_the_difference(tiny, tmp_path):
 
 def test_channels_last_agrees_with_plain_fp32():
     """The kit's CPU speed switch changes the memory layout only: same losses and weights within float noise."""
-    from submission.engine import to_device, train_step
-    from submission.mdd import MDDNet
+    from submission.methods.model import MDDNet, to_device
+    from submission.train.step import train_step
 
     x_s, x_t, y = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32), torch.randint(0, 11, (8,))
     runs = {}
@@ -214,7 +214,7 @@ def test_channels_last_agrees_with_plain_fp32():
         for k in range(4):
             torch.manual_seed(100 + k)  # the same dropout masks on both sides
             out = train_step(model, to_device(x_s, "cpu", channels_last), y, to_device(x_t, "cpu", channels_last),
-                             opt, 0.1, 4.0, 1.0)
+                             opt, 0.1, make_config(trade_off=1.0, mcc_weight=0.0))
             losses.append([float(out["cls_loss"]), float(out["transfer_loss"])])
         runs[channels_last] = (np.array(losses), [p.detach().clone() for p in model.parameters()])
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-4)
@@ -288,7 +288,7 @@ def test_a_recorded_config_reruns_the_run(tiny, tmp_path):
     ("cosine", 0, 0.004), ("cosine", 500, 0.002), ("cosine", 1000, 0.0), ("cosine", 250, 0.004 * (1 + math.sqrt(0.5)) / 2),
 ])
 def test_lr_schedules_known_values(schedule, step, expected):
-    from submission.engine import lr_at
+    from submission.train.step import lr_at
 
     cfg = make_config(lr_schedule=schedule)
     assert lr_at(step, 1000, cfg) == pytest.approx(expected, rel=1e-9, abs=1e-15)

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from submission.config import DEFAULT_CROP_PX, crop_for
-from submission.transforms import (cached_stats, center_crop, channel_stats, eval_transform, prepare,
-                                   train_transform, work_size_for)
+from submission.data.transforms import (
+    cached_stats,
+    center_crop,
+    channel_stats,
+    eval_transform,
+    prepare,
+    train_transform,
+    work_size_for,
+)
 
 
 def test_crop_sizes_are_the_same_25um_field():
@@ -82,7 +89,7 @@ def test_augmentation_is_seeded():
 
 
 def test_a_wrong_albumentations_argument_is_an_error():
-    from submission.transforms import _compose
+    from submission.data.transforms import _compose
 
     with pytest.raises(ValueError, match="fog_coef_lower"):
         _compose([A.RandomFog(fog_coef_lower=0.3, p=0.5)])
@@ -92,7 +99,7 @@ def test_a_wrong_albumentations_argument_is_an_error():
 def test_fast_fog_matches_albumentations_fog_in_strength_and_layout(intensity):
     """Averaged over random particle layouts, both fogs brighten the centre, the middle ring and
     the corners of a grey image by the same amounts (within 10%)."""
-    from submission.transforms import FastFog
+    from submission.data.transforms import FastFog
 
     img = np.full((224, 224, 3), 100, np.uint8)
     regions = {"centre": np.s_[92:132, 92:132], "ring": np.s_[40:70, 40:184], "corner": np.s_[:30, :30]}
@@ -107,7 +114,7 @@ def test_fast_fog_matches_albumentations_fog_in_strength_and_layout(intensity):
 
 
 def _compose_fog(t, seed=1):
-    from submission.transforms import _compose
+    from submission.data.transforms import _compose
 
     c = _compose([t])
     c.set_random_seed(seed)
@@ -117,7 +124,7 @@ def _compose_fog(t, seed=1):
 def test_fog_picture(tmp_path):
     from PIL import Image
 
-    from submission.bench import fog_picture
+    from submission.studies.bench import fog_picture
 
     fog_picture(tmp_path / "fog.png", size=64)
     assert Image.open(tmp_path / "fog.png").size == (64 * 8, 64 * 4)
@@ -131,9 +138,9 @@ def _disc_radius(img) -> float:
 def test_zoom_changes_the_cells_size_in_the_output():
     """A disc of radius 15 px, zoomed by the kit's scale augmentation: the measured radius ratio
     spans 0.8..1.2 over seeds (the old RandomScale followed by Resize to the same size left it at 1.0)."""
-    from submission.transforms import _compose, zoom_transform
-
     import cv2
+
+    from submission.data.transforms import _compose, zoom_transform
 
     disc = np.zeros((73, 73, 3), np.uint8)
     cv2.circle(disc, (36, 36), 15, (255, 255, 255), -1)
@@ -173,7 +180,7 @@ def naive_fog(img, intensity, alpha_coef, centres, radii):
 @pytest.mark.parametrize("intensity", [0.3, 0.65, 1.0])
 def test_fast_fog_matches_a_naive_per_particle_blend_on_one_layout(intensity):
     """Same particles: the same total brightening (within 3%) and the same picture (correlation > 0.9)."""
-    from submission.transforms import fast_fog, fog_particles
+    from submission.data.transforms import fast_fog, fog_particles
 
     img = np.full((224, 224, 3), 100, np.uint8)
     centres, radii = fog_particles((224, 224), intensity, np.random.default_rng(3))

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from submission.tta import dihedral_views, predict_tta
+from submission.methods.tta import dihedral_views, predict_tta
 
 
 def test_eight_views_are_the_dihedral_group():

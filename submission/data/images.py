@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import KitError
+from submission.errors import KitError
 
 cv2.setNumThreads(0)  # OpenCV's own threads oversubscribe the cores inside loader workers
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # libtiff warns on every RGBA tiff

@@ -5,22 +5,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classes import CLASS_TO_ID, CLASSES
-from .errors import KitError
-from .files import write_csv
+from submission.data.classes import CLASS_TO_ID, CLASSES
+from submission.data.files import write_csv
+from submission.data.splits import image_sort_key, sort_images
+from submission.errors import KitError
 
 SUBMISSION_COLUMNS = ["Image", "Label", "LabelID"]
-
-
-def image_sort_key(name: str):
-    """Numeric order of file names (2.TIF before 10.TIF); non-numeric names after, by name.
-    Works on paths too: WBC1/DATA-VAL/2.TIF sorts by its file name's number."""
-    stem = Path(name).stem
-    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
-
-
-def sort_images(names) -> list[str]:
-    return sorted(names, key=image_sort_key)
 
 
 def logits_frame(images: list[str], logits: np.ndarray, classes=CLASSES) -> pd.DataFrame:
@@ -66,7 +56,7 @@ def predictions_frame(logits: pd.DataFrame, min_confidence: float = 0.5) -> pd.D
     """A lab's predictions file: Image (path relative to the folder), Label, LabelID, one probability
     per class (p_<class>), the prediction's entropy (nats), and `uncertain` (top probability below
     `min_confidence`): the images a person should look at first."""
-    from .selection import softmax
+    from submission.scoring.validators import softmax
 
     classes = list(logits.columns[1:])
     frame = logits.assign(_key=logits["Image"].map(image_sort_key)).sort_values("_key")

@@ -1,52 +1,20 @@
-"""MDD: margin disparity discrepancy (Zhang et al., "Bridging Theory and Algorithm for
-Domain Adaptation", ICML 2019) on a resnet18, with a warm-started gradient reversal layer."""
+"""The network of every recipe (the shape of the Transfer-Learning-Library's MDD model):
 
-import math
+    image -> resnet18 (B, 512) -> bottleneck (B, D) -> head        -> main logits (B, K)
+                                                    -> GRL -> adv_head -> adversarial logits (B, K)
+
+The adversarial head is used only by MDD (methods/mdd.py); with trade-off 0 it gets no gradient.
+Source: Zhang et al., "Bridging Theory and Algorithm for Domain Adaptation", ICML 2019; tllib's
+alignment/mdd.py (ImageClassifier with bottleneck, head and adv_head).
+"""
+
 import socket
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .errors import KitError
-
-
-def grl_coeff(step: int, max_iters: int = 1000, lo: float = 0.0, hi: float = 0.1, alpha: float = 1.0) -> float:
-    """Warm-start coefficient of the gradient reversal at `step`:
-    2 (hi - lo) / (1 + exp(-alpha step / max_iters)) - (hi - lo) + lo, rising from lo to hi."""
-    return 2.0 * (hi - lo) / (1.0 + math.exp(-alpha * step / max_iters)) - (hi - lo) + lo
-
-
-class _GradientReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, coeff):
-        ctx.coeff = coeff
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.coeff * grad, None
-
-
-def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
-    """Identity forward; backward multiplies the gradient by -coeff."""
-    return _GradientReverse.apply(x, coeff)
-
-
-def mdd_loss(y_s, y_s_adv, y_t, y_t_adv, margin: float = 4.0) -> torch.Tensor:
-    """The transfer loss (added to the classification loss times the trade-off):
-
-        margin * CE(y_s_adv, argmax y_s) - mean log(clamp(1 - softmax(y_t_adv)[argmax y_t] + 1e-6, max=1))
-
-    The adversarial head minimises it (agree with the main head on source, disagree
-    on target); through the reversed gradient the features maximise it.
-    """
-    p_s = y_s.detach().argmax(1)
-    p_t = y_t.detach().argmax(1)
-    source = F.cross_entropy(y_s_adv, p_s)
-    prob_t = F.softmax(y_t_adv, dim=1).gather(1, p_t[:, None]).squeeze(1)
-    target = -torch.log(torch.clamp(1.0 - prob_t + 1e-6, max=1.0)).mean()
-    return margin * source + target
+from submission.errors import KitError
+from submission.methods.mdd import reverse_gradient
 
 
 def _head(in_dim: int, width: int, num_classes: int, dropout: float) -> nn.Sequential:
@@ -116,18 +84,7 @@ def resnet18_backbone(pretrained: bool) -> nn.Module:
     return net
 
 
-def mcc_loss(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
-    """Minimum class confusion (Jin et al. 2020) on a batch of target logits (B, K).
-
-    p = softmax(z / T); w_i = B (1 + exp(-H(p_i))) / sum_j (1 + exp(-H(p_j))) (H detached, as in
-    the Transfer-Learning-Library); C = p^T diag(w) p; each column of C divided by its sum; the loss is
-    the sum of the off-diagonal entries / K.
-    """
-    b, k = logits.shape
-    p = torch.softmax(logits / temperature, dim=1)
-    h = -(p * torch.log(p + 1e-5)).sum(1).detach()
-    w = 1.0 + torch.exp(-h)
-    w = (b * w / w.sum()).unsqueeze(1)  # (B, 1)
-    confusion = (p * w).t() @ p  # (K, K)
-    confusion = confusion / confusion.sum(dim=1)  # sum(dim=1) of a symmetric matrix = its column sums
-    return (confusion.sum() - torch.trace(confusion)) / k
+def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    """A batch of images (B, 3, H, W) on the model's device, in its memory format."""
+    x = x.to(device, non_blocking=True)
+    return x.to(memory_format=torch.channels_last) if channels_last else x

@@ -9,22 +9,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint import RunningAverage, checkpoint_dict, load_checkpoint
-from .classes import CLASSES, NUM_CLASSES
-from .config import TrainConfig
-from .data import epoch_loader, eval_loader
-from .distributed import Ranks, barrier, broadcast, gather, setup, shard
-from .engine import (batchnorm_swapped, fast_settings, lr_at, make_optimizer, mixval, predict_logits,
-                     recompute_batchnorm, resolve_device, seed_everything, set_lr, target_batchnorm, to_device,
-                     train_step)
-from .errors import KitError, warn
-from .files import atomic_path, save_npy, save_torch, write_csv, write_json
-from .mdd import MDDNet, grl_coeff
-from .metrics import f1_scores
-from .progress import data_progress, train_progress
-from .rundata import RunData
-from .selection import describe_choice, real_classes, selection_key, target_scores
-from .splits import TARGETS
+from submission.config import TrainConfig
+from submission.data.classes import CLASSES, NUM_CLASSES
+from submission.data.datasets import epoch_loader, eval_loader
+from submission.data.files import atomic_path, save_npy, save_torch, write_csv, write_json
+from submission.data.rundata import RunData
+from submission.data.splits import TARGETS
+from submission.errors import KitError, warn
+from submission.methods.adabn import batchnorm_swapped, recompute_batchnorm, target_batchnorm
+from submission.methods.mdd import grl_coeff
+from submission.methods.model import MDDNet, to_device
+from submission.methods.tta import predict_logits
+from submission.progress import data_progress, train_progress
+from submission.scoring.metrics import f1_scores
+from submission.scoring.mixval import mixval
+from submission.scoring.validators import describe_choice, real_classes, selection_key, target_scores
+from submission.train.checkpoint import RunningAverage, checkpoint_dict, load_checkpoint
+from submission.train.distributed import Ranks, barrier, broadcast, gather, setup, shard
+from submission.train.step import (
+    every_parameter_learns,
+    fast_settings,
+    lr_at,
+    make_optimizer,
+    resolve_device,
+    seed_everything,
+    set_lr,
+    train_step,
+)
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
 RESUMABLE = ("epochs", "workers", "device", "cache", "cache_dir", "log_every")
@@ -138,10 +149,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
             raise KitError("--sync-bn needs CUDA (torch's SyncBatchNorm); on CPU BatchNorm stays per process")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     step_model = model
-    if ranks.on:  # gradients averaged over the ranks; the adversarial head is idle when no target is forwarded
+    if ranks.on:  # gradients averaged over the ranks; the adversarial head is idle unless MDD is on
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=not cfg.target_in_batch)
+            find_unused_parameters=not every_parameter_learns(cfg))
     step_model = torch.compile(step_model) if cfg.compile else step_model  # shares the weights of `model`
     optimizer = make_optimizer(model, cfg)
     class_weights = None
@@ -159,6 +170,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
         diff = {k: (saved[k], now[k]) for k in saved if saved[k] != now[k]}
         if diff:
             raise KitError(f"--resume with other settings than the run has: {diff} (saved, now)")
+        if ckpt["config"]["epochs"] != cfg.epochs and cfg.lr_schedule != "inv":
+            raise KitError(f"--epochs {cfg.epochs} on resume would move the {cfg.lr_schedule} schedule of the "
+                           f"{ckpt['config']['epochs']} epochs it was planned for; resume with --epochs "
+                           f"{ckpt['config']['epochs']}, or train anew")
         if ckpt.get("world_size", 1) != ranks.world:
             raise KitError(f"{run_dir} was trained on {ckpt.get('world_size', 1)} processes: resume it with as many "
                            f"(now {ranks.world}), or the run would not stay the same run")
@@ -197,9 +212,8 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                     coeff = grl_coeff(step, ramp, 0.0, cfg.grl_hi)
                     x_s = to_device(x_s, device, channels_last)
                     x_t = None if x_t is None else to_device(x_t, device, channels_last)
-                    losses = train_step(step_model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff,
-                                        cfg.margin, cfg.trade_off, class_weights, amp, cfg.mcc_weight,
-                                        cfg.mcc_temperature)
+                    losses = train_step(step_model, x_s, y_s.to(device, non_blocking=True), x_t, optimizer, coeff, cfg,
+                                        class_weights, amp)
                     for k in sums:
                         sums[k] += losses[k]
                     if (i + 1) % cfg.log_every == 0 or i + 1 == iters:
@@ -262,7 +276,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
                 if avg_val_pred is not None:
                     write_csv(run_dir / "source_val_predictions.csv",
                               pd.DataFrame({"label_id": data.source_val.labels, "pred_id": avg_val_pred}))
-        from .report import draw_run
+        from submission.scoring.plots import draw_run
 
         draw_run(run_dir)
     barrier(ranks)

@@ -3,14 +3,16 @@
 import numpy as np
 import torch
 
-from .checkpoint import model_from_checkpoint
-from .data import CellDataset, eval_loader
-from .engine import fast_settings, predict_logits, resolve_device, target_batchnorm
-from .prior import corrected_logits
-from .errors import KitError
-from .rundata import prepared_images
-from .runs import Target
-from .transforms import eval_transform
+from submission.data.datasets import CellDataset, eval_loader
+from submission.data.rundata import prepared_images
+from submission.data.targets import Target
+from submission.data.transforms import eval_transform
+from submission.errors import KitError
+from submission.methods.adabn import target_batchnorm
+from submission.methods.prior import corrected_logits
+from submission.methods.tta import predict_logits
+from submission.train.checkpoint import model_from_checkpoint
+from submission.train.step import fast_settings, resolve_device
 
 
 def target_crop(ckpt: dict, target: Target) -> int:

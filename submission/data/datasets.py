@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import KitError
-from .files import atomic_path, cache_key, write_json
-from .io import ImageReadError, read_rgb
-from .transforms import prepare
+from submission.data.files import atomic_path, cache_key, write_json
+from submission.data.images import ImageReadError, read_rgb
+from submission.data.transforms import prepare
+from submission.errors import KitError
 
 CACHE_VERSION = 1
 
@@ -88,7 +88,7 @@ def prepare_all(paths, crop_px, work_size, out=None, workers=0, progress=None, l
 
 
 def warn_padded(n: int, total: int, label: str, crop_px: int) -> None:
-    from .errors import warn
+    from submission.errors import warn
 
     warn(f"{label}: {n} of {total} images are smaller than the 25 um field ({crop_px} px) and were padded "
          "(border reflected); is the scale (--px-per-um) right?")

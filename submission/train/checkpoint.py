@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from .classes import CLASSES, NUM_CLASSES
-from .errors import KitError
-from .mdd import MDDNet
+from submission.data.classes import CLASSES, NUM_CLASSES
+from submission.errors import KitError
+from submission.methods.model import MDDNet
 
 CHECKPOINT_FORMAT = 2
 

@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .classes import CLASSES, NUM_CLASSES
-from .data import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
-from .errors import KitError, warn
-from .files import cache_key, write_json
-from .runs import Target
-from .splits import SOURCES, load_split, resolve_splits_dir
-from .stain import TargetRecolour, palette
-from .transforms import cached_stats, channel_stats, eval_transform, train_transform
+from submission.data.classes import CLASSES, NUM_CLASSES
+from submission.data.datasets import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
+from submission.data.files import cache_key, write_json
+from submission.data.splits import SOURCES, load_split, resolve_splits_dir
+from submission.data.targets import Target
+from submission.data.transforms import cached_stats, channel_stats, eval_transform, train_transform
+from submission.errors import KitError, warn
+from submission.methods.colour import TargetRecolour, palette
 
 
 class IndexedImages:

@@ -5,9 +5,8 @@ import json
 import re
 from pathlib import Path
 
-from .errors import KitError
-from .splits import IMAGE_SUFFIXES, TARGETS, load_split, resolve_splits_dir
-from .submit import sort_images
+from submission.data.splits import IMAGE_SUFFIXES, TARGETS, load_split, resolve_splits_dir, sort_images
+from submission.errors import KitError
 
 CHECKPOINTS = ("best", "avg", "last")
 
@@ -86,8 +85,8 @@ class Target:
                 px_per_um: float | None = None) -> "Target":
         """The unlabelled images called `name`: a challenge split (WBC1, WBC2), a lab folder imported
         into the data root (its scale in DATA_ROOT/NAME/dataset.json), or any folder with its scale."""
-        from .config import crop_for
-        from .importer import read_dataset_info
+        from submission.config import crop_for
+        from submission.data.importer import read_dataset_info
 
         if target_dir is not None:
             if px_per_um is None:

@@ -11,21 +11,26 @@ spread over seeds), and prints the table.
 
 import dataclasses
 import json
+import time
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 import pandas as pd
+import typer
+from rich.console import Console
 
-from .checkpoint import load_checkpoint
-from .config import TrainConfig, make_config
-from .files import write_csv
-from .inference import predict_run
-from .metrics import f1_scores
-from .runs import Target
-from .classes import CLASSES
-from .selection import pick, rank_agreement, target_scores
-from .submit import read_labels
-from .training import fit
+from submission.config import TrainConfig, make_config
+from submission.data.classes import CLASSES
+from submission.data.files import write_csv
+from submission.data.targets import Target
+from submission.errors import user_errors
+from submission.predict.inference import predict_run
+from submission.predict.submit import read_labels
+from submission.scoring.metrics import f1_scores
+from submission.scoring.validators import pick, rank_agreement, target_scores
+from submission.train.checkpoint import load_checkpoint
+from submission.train.loop import fit
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -171,51 +176,48 @@ def markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@user_errors
+def main(
+    labels: Annotated[Path, typer.Option(help="Known target labels (folder of WBC1.csv and WBC2.csv, or a WBC2 CSV), "
+                                              "read only to score.")],
+    runs: Annotated[Path, typer.Option(help="Folder for the study's runs (RUNS/RECIPE/seed{N}) and tables.")] = Path("experiments"),
+    recipes: Annotated[str, typer.Option(help="Comma-separated recipes to compare.")] = "source-only,kit",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    demo: Annotated[bool, typer.Option("--demo", help="The demo's budget preset (see train.py --demo).")] = False,
+    data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: data, demo/data with --demo).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+):
+    """Train each recipe for several seeds and print the measured WBC2 results table (and, with
+    WBC1 labels, how well each label-free criterion picks the checkpoint)."""
+    console = Console()
+    t = time.time()
+    given = {"data_root": None if data_root is None else str(data_root), "epochs": epochs, "device": device}
+    configs = {r: make_config(r, demo, **given) for r in recipes.split(",")}
+    out = runs
+    base = next(iter(configs.values()))
+    runs_done = train_all(configs, out, [int(s) for s in seeds.split(",")], console)
+    results = evaluate_runs(runs_done, "WBC2", Path(base.data_root), read_labels(labels, "WBC2"), base.cache_dir, device)
+    summary = summarize(results)
+    write_csv(out / "results.csv", results)
+    write_csv(out / "summary.csv", summary)
+    (out / "summary.md").write_text(markdown(summary) + "\n")
+    (out / "settings.json").write_text(json.dumps({n: c.to_json() for n, c in configs.items()}, indent=2) + "\n")
+    console.print(rich_table(markdown(summary), "WBC2 results (labels read only to score)"))
+    wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
+    if wbc1 is not None and wbc1.is_file():
+        per_epoch, selection = selection_study([d for (m, _), d in runs_done.items() if configs[m].target_in_batch],
+                                               read_labels(wbc1, "WBC1"), base.cache_dir, device)
+        write_csv(out / "selection_epochs.csv", per_epoch)
+        write_csv(out / "selection.csv", selection)
+        (out / "selection.md").write_text(selection_markdown(selection) + "\n")
+        console.print(rich_table(selection_markdown(selection), "checkpoint choice, judged by WBC1 labels"))
+    console.print(f"{len(runs_done)} runs, {time.time() - t:.0f}s; tables in {out}")
+
+
 if __name__ == "__main__":
-    import time
-    from typing import Annotated, Optional
-
-    import typer
-    from rich.console import Console
-
-    from .errors import user_errors
-
-    @user_errors
-    def main(
-        labels: Annotated[Path, typer.Option(help="Known target labels (folder of WBC1.csv and WBC2.csv, or a WBC2 CSV), "
-                                                  "read only to score.")],
-        runs: Annotated[Path, typer.Option(help="Folder for the study's runs (RUNS/RECIPE/seed{N}) and tables.")] = Path("experiments"),
-        recipes: Annotated[str, typer.Option(help="Comma-separated recipes to compare.")] = "source-only,kit",
-        seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
-        demo: Annotated[bool, typer.Option("--demo", help="The demo's budget preset (see train.py --demo).")] = False,
-        data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: data, demo/data with --demo).")] = None,
-        epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
-        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    ):
-        """Train each recipe for several seeds and print the measured WBC2 results table (and, with
-        WBC1 labels, how well each label-free criterion picks the checkpoint)."""
-        console = Console()
-        t = time.time()
-        given = {"data_root": None if data_root is None else str(data_root), "epochs": epochs, "device": device}
-        configs = {r: make_config(r, demo, **given) for r in recipes.split(",")}
-        out = runs
-        base = next(iter(configs.values()))
-        runs_done = train_all(configs, out, [int(s) for s in seeds.split(",")], console)
-        results = evaluate_runs(runs_done, "WBC2", Path(base.data_root), read_labels(labels, "WBC2"), base.cache_dir, device)
-        summary = summarize(results)
-        write_csv(out / "results.csv", results)
-        write_csv(out / "summary.csv", summary)
-        (out / "summary.md").write_text(markdown(summary) + "\n")
-        (out / "settings.json").write_text(json.dumps({n: c.to_json() for n, c in configs.items()}, indent=2) + "\n")
-        console.print(rich_table(markdown(summary), "WBC2 results (labels read only to score)"))
-        wbc1 = labels / "WBC1.csv" if labels.is_dir() else None
-        if wbc1 is not None and wbc1.is_file():
-            per_epoch, selection = selection_study([d for (m, _), d in runs_done.items() if configs[m].target_in_batch],
-                                                   read_labels(wbc1, "WBC1"), base.cache_dir, device)
-            write_csv(out / "selection_epochs.csv", per_epoch)
-            write_csv(out / "selection.csv", selection)
-            (out / "selection.md").write_text(selection_markdown(selection) + "\n")
-            console.print(rich_table(selection_markdown(selection), "checkpoint choice, judged by WBC1 labels"))
-        console.print(f"{len(runs_done)} runs, {time.time() - t:.0f}s; tables in {out}")
-
-    typer.run(main)
+    app()

@@ -15,7 +15,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from .files import write_json
+from submission.data.files import write_json
 
 
 def work_size_for(image_size: int) -> int:
@@ -179,7 +179,7 @@ def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float =
     fog="fast" uses FastFog, fog="albumentations" the original RandomFog (about 50x slower);
     stain_jitter > 0 adds HED jitter of that strength to half the images.
     """
-    from .stain import HEDJitter
+    from submission.methods.colour import HEDJitter
 
     fog_t = {"fast": FastFog, "albumentations": A.RandomFog}[fog]
     return _compose(

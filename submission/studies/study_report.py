@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classes import CLASSES
-from .files import write_csv, write_text
-from .metrics import f1_scores
-from .selection import pick, rank_agreement, target_scores
+from submission.data.classes import CLASSES
+from submission.data.files import write_csv, write_text
+from submission.scoring.metrics import f1_scores
+from submission.scoring.validators import pick, rank_agreement, target_scores
 
 RARE = ("basophil", "myeloblast", "metamyelocyte")
 # (checkpoint, TTA) predicted per split; "avg+em" is avg.pt + TTA with the EM prior correction

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import KitError
+from submission.errors import KitError
 
 
 @dataclass(frozen=True)
