@@ -76,13 +76,11 @@ def main(
         check_submission,
         ensemble_logits,
         predictions_frame,
-        read_labels,
         read_logits,
         read_submission,
         submission_frame,
         write_submission,
     )
-    from submission.scoring.plots import agreement_matrix, agreement_table, counts_table, score, scores_table
 
     console = Console()
     name = images.name if images else split
@@ -120,9 +118,18 @@ def main(
         written = predictions or files[0].parent.parent / f"predictions_{name}.csv"
         write_csv(written, sub)
 
+    _report(console, sub, frames, names, name, files[0].stem, plot, labels)
+    console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
+
+
+def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, kind: str, plot, labels) -> None:
+    """Per-class counts and agreement of the members and the ensemble (and a plot); scores when labels are given."""
+    from submission.predict.submit import read_labels
+    from submission.scoring.plots import agreement_matrix, agreement_table, counts_table, score, scores_table
+
     preds = {n: f.set_index("Image").loc[sub["Image"]].to_numpy().argmax(1) for n, f in zip(names, frames)}
     preds["ensemble"] = sub["LabelID"].to_numpy()
-    console.print(counts_table(preds, f"predicted classes on {name} ({files[0].stem})"))
+    console.print(counts_table(preds, f"predicted classes on {name} ({kind})"))
     agree = agreement_matrix(preds)
     console.print(agreement_table(agree))
     if plot is not None:
@@ -134,7 +141,6 @@ def main(
     if truth is not None:
         rows = [{"run": n, "images": len(p), **score(pd.Series(p, index=sub["Image"].to_numpy()), truth)} for n, p in preds.items()]
         console.print(scores_table(rows, f"{name} scores (labels read only to report)"))
-    console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,8 @@ def main(
     With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
     file (for any other folder); with several, run ensemble.py.
     """
-    from submission.config import crop_for
     from submission.data.files import write_csv, write_json
-    from submission.data.files import write_csv as write_table
-    from submission.data.targets import Target, find_runs, logits_name
+    from submission.data.targets import find_runs, logits_name
     from submission.predict.inference import predict_run
     from submission.predict.submit import (
         logits_frame,
@@ -63,40 +61,19 @@ def main(
     from submission.train.checkpoint import load_checkpoint
 
     console = Console()
-    if images is None and (px_per_um or crop_px):
-        raise KitError("--px-per-um and --crop-px describe an --images folder; a split's scale comes from the run")
-    if px_per_um and crop_px:
-        raise KitError("give --px-per-um or --crop-px, not both")
-    folder_crop = crop_px or (crop_for(px_per_um) if px_per_um else None)
+    folder_crop = _folder_crop(images, px_per_um, crop_px)
     paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
-    rows, targets = [], {}  # targets: one listing (and disk check) per data root and split folder
+    rows, targets = [], {}
     for path in paths:
         ckpt = load_checkpoint(path)
-        if images is not None:
-            crop = folder_crop
-            if crop is None:
-                crop = ckpt["crop_px"][ckpt["target"]]
-                console.print(f"[yellow]scale of {images} not given[/]: assuming the run's {ckpt['target']} scale, "
-                              f"{crop} px = 25 um ({crop / 25:.2f} px/um); give --px-per-um for this microscope",
-                              highlight=False)
-            key = (images, crop)
-        else:
-            key = (data_root or ckpt["data_root"], None if data_root else ckpt["splits_dir"])
-        if key not in targets:
-            targets[key] = Target.from_folder(images, key[1]) if images is not None else \
-                Target.resolve(split, Path(key[0]), key[1])
-        target = targets[key]
+        target = _target(ckpt, images, folder_crop, data_root, split, targets, console)
         with data_progress(console) as progress:
             logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress, adabn)
         frame = logits_frame(target.images, logits, ckpt["classes"])
         dest = path.parent / logits_name(target.name, path.stem, tta)
         write_csv(dest, frame)
-        write_json(dest.with_suffix(".json"), {
-            "split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
-            "selected_by": ckpt.get("selected_by"), "images": str(target.data_root), "crop_px": target.crop_px,
-            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"],
-            "adabn": adabn if ckpt["config"].get("adabn") else None, "prior_em": ckpt["config"].get("prior_em", False)})
+        write_json(dest.with_suffix(".json"), _describe(path, ckpt, target, tta, adabn))
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
@@ -110,10 +87,50 @@ def main(
     elif len(paths) == 1:
         dest = predictions or paths[0].parent.parent / f"predictions_{target.name}.csv"
         pred = predictions_frame(frame, min_confidence)
-        write_table(dest, pred)
+        write_csv(dest, pred)
         console.print(f"wrote {dest} ({len(pred)} images, {int(pred['uncertain'].sum())} flagged uncertain)")
     else:
         console.print("several runs: combine them with `python ensemble.py`")
+
+
+def _folder_crop(images, px_per_um, crop_px) -> int | None:
+    """The 25 um crop of an --images folder, from --px-per-um or --crop-px (None: not given)."""
+    from submission.config import crop_for
+
+    if images is None and (px_per_um or crop_px):
+        raise KitError("--px-per-um and --crop-px describe an --images folder; a split's scale comes from the run")
+    if px_per_um and crop_px:
+        raise KitError("give --px-per-um or --crop-px, not both")
+    return crop_px or (crop_for(px_per_um) if px_per_um else None)
+
+
+def _target(ckpt: dict, images, folder_crop, data_root, split: str, targets: dict, console):
+    """What a run predicts: the --images folder (at its scale, or the run's target scale with a note)
+    or the split under its data root; one listing (and disk check) per data root and split folder."""
+    from submission.data.targets import Target
+
+    if images is not None:
+        crop = folder_crop
+        if crop is None:
+            crop = ckpt["crop_px"][ckpt["target"]]
+            console.print(f"[yellow]scale of {images} not given[/]: assuming the run's {ckpt['target']} scale, "
+                          f"{crop} px = 25 um ({crop / 25:.2f} px/um); give --px-per-um for this microscope",
+                          highlight=False)
+        key = (images, crop)
+    else:
+        key = (data_root or ckpt["data_root"], None if data_root else ckpt["splits_dir"])
+    if key not in targets:
+        targets[key] = Target.from_folder(images, key[1]) if images is not None else \
+            Target.resolve(split, Path(key[0]), key[1])
+    return targets[key]
+
+
+def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:
+    """The JSON beside a logits file: what it holds and how it was made."""
+    return {"split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
+            "selected_by": ckpt.get("selected_by"), "images": str(target.data_root), "crop_px": target.crop_px,
+            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"],
+            "adabn": adabn if ckpt["config"].get("adabn") else None, "prior_em": ckpt["config"].get("prior_em", False)}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from submission.choices import CHOICES, choices_help
 from submission.errors import KitError
 
 FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
@@ -66,7 +67,6 @@ def _crops(text: str) -> dict:
 
 
 SCHEDULES = ("inv", "step", "cosine")
-SELECTORS = ("snd", "snd-t0.05", "entropy", "im", "bnm", "mixval", "source-val", "last", "avg")
 TARGET_NORMS = ("own", "source")
 
 
@@ -127,12 +127,7 @@ class TrainConfig:
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
-    select: str = setting("avg", "Label-free checkpoint choice for best.pt: avg (the mean weights of the last "
-                                 "--average-last epochs, avg.pt; the smallest gap to the best epoch in the kit's "
-                                 "selection study), snd (guarded SND on the target, T 0.005), snd-t0.05 (the same at "
-                                 "the paper's temperature), entropy (lowest mean target entropy), im (information "
-                                 "maximization), bnm (nuclear norm of the predictions), mixval (accuracy on mixed "
-                                 "target pairs), source-val (source-validation macro F1) or last.", choices=SELECTORS)
+    select: str = setting("avg", f"Label-free checkpoint choice for best.pt: {choices_help()}.", choices=tuple(CHOICES))
     snd_temperature: float = setting(0.005, "SND temperature.")
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
     max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "

@@ -144,12 +144,14 @@ def test_no_fallback_to_an_undertrained_epoch_when_nothing_passes_the_guard():
 
 
 def test_every_validator_is_a_column_with_its_direction():
+    from submission.choices import CHOICES
     from submission.data.classes import CLASSES
-    from submission.scoring.validators import VALIDATORS, selection_key, target_scores
+    from submission.scoring.validators import selection_key, target_scores
 
     row = {**target_scores(np.random.default_rng(0).normal(size=(50, 11)) * 5, CLASSES, 0.005, 1, 1.0),
            "epoch": 3, "source_val_f1": 0.7, "target_mixval": 0.6}  # MixVal needs the model: the loop adds it
-    for name, (column, higher) in VALIDATORS.items():
+    for name, choice in CHOICES.items():
+        column, higher = choice.column, choice.higher
         assert column in row, name
         better = {**row, column: row[column] + (1 if higher else -1)}
         assert selection_key(better, name) > selection_key(row, name), name

@@ -40,37 +40,20 @@ def test_bench_runs_with_tiny_counts(tmp_path):
         assert t.row_count > 0
 
 
-def test_results_table_and_selection_study_on_tiny_runs(tiny, demo, tmp_path):
-    from submission.predict.submit import read_labels
-    from submission.studies.experiments import (
-        evaluate_runs,
-        markdown,
-        selection_markdown,
-        selection_study,
-        summarize,
-        train_all,
-    )
+def test_recipes_side_by_side_on_tiny_runs(demo, tmp_path):
+    """python -m submission.study --recipes: each recipe as it is, every variant scored, the selection study."""
+    from submission.choices import CHOICES
+    from submission.studies.study import compare_recipes
 
-    base = tiny(tmp_path, epochs=3)
-    configs = {"source-only": tiny(tmp_path, epochs=3, recipe="source-only"), "kit": base}
-    runs = train_all(configs, tmp_path / "exp", [0])
-    assert set(runs) == {("source-only", 0), ("kit", 0)}
-    config = json.loads((runs[("source-only", 0)] / "config.json").read_text())
+    base = dict(epochs=3, iters_per_epoch=3, image_size=32, batch_size=8, pretrained=False, bottleneck_dim=64,
+                head_width=64, grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2)
+    compare_recipes(["source-only", "kit"], demo, tmp_path, 1, "cpu", 0, 1e9, seeds=(0,), base=base)
+    config = json.loads((tmp_path / "runs/A/source-only/seed0/config.json").read_text())
     assert config["trade_off"] == 0.0 and config["recipe"] == "source-only"
-    results = evaluate_runs(runs, "WBC2", demo / "data", read_labels(demo / "labels", "WBC2"), base.cache_dir, "cpu")
-    assert len(results) == 2 * 4 + 2 and results["macro_f1"].between(0, 1).all()
-    assert "run's choice + TTA" in markdown(summarize(results)) and "avg.pt + TTA" in markdown(summarize(results))
-    per_epoch, table = selection_study([runs[("kit", 0)]], read_labels(demo / "labels", "WBC1"), base.cache_dir, "cpu")
-    assert len(per_epoch) == 3 and per_epoch["target_true_f1"].between(0, 1).all()
-    from submission.studies.experiments import CRITERIA
-
-    assert set(table["criterion"]) == set(CRITERIA) | {"average of the last epochs' weights"}
-    assert {"target_im", "target_bnm", "target_snd_t0.05"} <= set(per_epoch.columns)
-    assert "Spearman" in selection_markdown(table)
-
-
-def test_rich_table_from_markdown():
-    from submission.studies.experiments import rich_table
-
-    t = rich_table("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |", "t")
-    assert t.row_count == 2 and [c.header for c in t.columns] == ["a", "b"]
+    assert json.loads((tmp_path / "runs/A/kit/seed0/config.json").read_text())["mcc_weight"] == 1.0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(results["method"]) == {"source-only", "kit"} and results["macro_f1"].between(0, 1).all()
+    picks = pd.read_csv(tmp_path / "selection_picks.csv")
+    assert set(picks["choice"]) == set(CHOICES) and set(picks["method"]) == {"kit"}  # source-only never saw WBC1
+    text = (tmp_path / "recipes.md").read_text()
+    assert "avg.pt + TTA" in text and "Spearman" in text

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from submission.choices import CHOICES
 from submission.data.classes import CLASSES
 from submission.scoring.validators import pick, rank_agreement, selection_key
 from submission.studies.study import METHODS, extra_jobs, fold_members, job
-from submission.studies.study_report import CHOICES, RARE, default_choice, ensembles, score_runs, scores, selection_rows
+from submission.studies.study_report import RARE, default_choice, ensembles, score_runs, scores, selection_rows
 
 K = len(CLASSES)
 
@@ -95,7 +96,7 @@ def test_default_choice_rule_ties_go_to_the_simplest():
     assert choice == "avg"  # im (0.025) lies within one SE of avg (0.02 +- 0.0115) but avg comes first in CHOICES
     rows = [r for r in rows if r["choice"] != "avg"] + [{"choice": "avg", "gap": g} for g in (0.0, 0.001, 0.002)]
     assert default_choice(pd.DataFrame(rows))[0] == "avg"  # im is now outside avg's SE
-    assert CHOICES.index("last") < CHOICES.index("avg") < CHOICES.index("im")
+    assert list(CHOICES).index("last") < list(CHOICES).index("avg") < list(CHOICES).index("im")
 
 
 def test_fold_members_pair_with_the_seed_members():

@@ -10,7 +10,6 @@ Augmentation randomness is drawn per sample from (seed, epoch, draw number), nev
 per loader worker, so a run's numbers do not depend on how many workers load it.
 """
 
-import contextlib
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -133,17 +132,12 @@ def cached_images(rel_paths, data_root, crop_px, work_size, cache_dir, name, wor
     return open_cache(cache_file, n, work_size), errors
 
 
-@contextlib.contextmanager
 def file_lock(path: Path):
-    """An exclusive lock on `path` (a lock file) for the duration of the block, across processes."""
-    import fcntl
+    """An exclusive lock on `path` (a lock file) for the duration of the block, across processes
+    (filelock: portable, also on Windows)."""
+    from filelock import FileLock
 
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return FileLock(str(path))
 
 
 class CellDataset(Dataset):

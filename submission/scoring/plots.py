@@ -112,8 +112,9 @@ def plot_curves(metrics: pd.DataFrame, best_epoch: int, path, title: str = "") -
 
 def confusion(y_true, y_pred, num_classes: int = len(CLASSES)) -> pd.DataFrame:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
-    m = np.zeros((num_classes, num_classes))
-    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    from sklearn.metrics import confusion_matrix
+
+    m = confusion_matrix(y_true, y_pred, labels=range(num_classes)).astype(np.float64)
     rows = m.sum(1, keepdims=True)
     m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     return pd.DataFrame(m, index=list(CLASSES), columns=list(CLASSES))

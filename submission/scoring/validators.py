@@ -1,16 +1,18 @@
 """Label-free scores of a model's target predictions and the checkpoint choice: pure functions
-over arrays (NumPy only), so any validator can be scored later on saved outputs without retraining."""
+over arrays (NumPy and SciPy, no torch), so any validator can be scored later on saved outputs without retraining."""
 
 import math
 
 import numpy as np
+import scipy.special
+import scipy.stats
+
+from submission.choices import CHOICES
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    """Row-wise softmax of logits (N, K) in float64."""
+    return scipy.special.softmax(np.asarray(logits, np.float64), axis=1)
 
 
 def _xlogx(p: np.ndarray) -> np.ndarray:
@@ -91,19 +93,6 @@ def target_scores(logits: np.ndarray, classes, temperature: float, min_pred_clas
     return row
 
 
-# --select NAME -> (metrics column, higher is better); every one is in metrics.csv for every epoch
-VALIDATORS = {
-    "snd": ("target_snd", True),  # guarded, see selection_key
-    "snd-t0.05": ("target_snd_t0.05", True),  # guarded too: the paper's temperature
-    "entropy": ("target_entropy", False),
-    "im": ("target_im", True),
-    "bnm": ("target_bnm", True),
-    "mixval": ("target_mixval", True),  # needs the model: computed during training (engine.mixval)
-    "source-val": ("source_val_f1", True),
-    "last": ("epoch", True),
-    "avg": ("epoch", True),  # follows the last epoch while training; avg.pt becomes best.pt at the end
-}
-GUARDED = ("snd", "snd-t0.05")
 
 
 def selection_key(row: dict, select: str = "snd") -> tuple:
@@ -114,14 +103,14 @@ def selection_key(row: dict, select: str = "snd") -> tuple:
     which no epoch passes never falls back to the near-uniform first epoch. The others: the
     validator's column, higher or lower as it prefers.
     """
-    if select not in VALIDATORS:
+    if select not in CHOICES:
         raise ValueError(f"unknown checkpoint choice {select!r}")
-    column, higher = VALIDATORS[select]
-    if select in GUARDED:
+    choice = CHOICES[select]
+    if choice.guarded:
         ok = int(row["target_guard_ok"])
-        return (ok, float(row[column]) if ok else -float(row["target_entropy"]))
-    value = float(row[column])
-    return (value if higher else -value,)
+        return (ok, float(row[choice.column]) if ok else -float(row["target_entropy"]))
+    value = float(row[choice.column])
+    return (value if choice.higher else -value,)
 
 
 def describe_choice(row: dict) -> str:
@@ -146,11 +135,6 @@ def rank_agreement(rows: list[dict], select: str, scores) -> float:
     ranks = np.empty(len(rows))
     ranks[order] = np.arange(len(rows))
     s = np.asarray(scores, float)
-    rs = np.argsort(np.argsort(s, kind="stable"), kind="stable").astype(float)
-    # average ranks for tied scores, as Spearman's rho defines them
-    for v in np.unique(s):
-        tied = s == v
-        rs[tied] = rs[tied].mean()
-    if ranks.std() == 0 or rs.std() == 0:
+    if ranks.std() == 0 or s.std() == 0:
         return float("nan")
-    return float(np.corrcoef(ranks, rs)[0, 1])
+    return float(scipy.stats.spearmanr(ranks, s).statistic)  # average ranks for tied scores

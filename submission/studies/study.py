@@ -29,11 +29,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
 
+from submission import cli
 from submission.config import make_config
 from submission.errors import user_errors
 from submission.studies.study_report import choose_kit, score_runs, write_tables
@@ -62,17 +63,18 @@ class Job:
     seed: int
     settings: tuple  # sorted (name, value) pairs over the source-only recipe
     group: str  # runs folder name under OUT/runs
+    recipe: str = "source-only"  # the recipe the settings go over
 
     def config(self, demo_dir: Path, out: Path, device: str, workers: int, base: dict | None = None):
         root = {"A": "data", "B": "lab_b/data", "oracle": "oracle/data"}[self.lab]
         extra = {"crop_px": {"Acevedo_20": 288, "Matek_19": 288, "WBC1": 288, "WBC2": 288}} if self.lab == "oracle" else {}
-        return make_config("source-only", demo=True, data_root=str(demo_dir / root), runs=str(out / "runs" / self.group),
+        return make_config(self.recipe, demo=True, data_root=str(demo_dir / root), runs=str(out / "runs" / self.group),
                            seed=self.seed, watch_split="WBC2", device=device, workers=workers,
                            cache_dir=str(out / "cache"), **{**(base or {}), **extra, **dict(self.settings)})
 
 
-def job(method: str, lab: str, seed: int, settings: dict, group: str | None = None) -> Job:
-    return Job(method, lab, seed, tuple(sorted(settings.items())), group or f"{lab}/{_slug(method)}")
+def job(method: str, lab: str, seed: int, settings: dict, group: str | None = None, recipe: str = "source-only") -> Job:
+    return Job(method, lab, seed, tuple(sorted(settings.items())), group or f"{lab}/{_slug(method)}", recipe)
 
 
 def _slug(name: str) -> str:
@@ -206,6 +208,44 @@ def extra_jobs(kit_settings: dict, fresh) -> list[Job]:
     return jobs + [job("oracle", "oracle", s, {}) for s in fresh]
 
 
+def compare_recipes(recipes, demo_dir: Path, out: Path, n_jobs: int, device: str, workers: int, budget_s: float,
+                    seeds=(0, 1, 2), console=None, base: dict | None = None) -> None:
+    """The recipes side by side (e.g. source-only vs kit) on the demo lab, each as it is, over `seeds`:
+    every variant (last epoch, the run's choice, avg.pt, with and without TTA), the seed ensembles and
+    the selection study; OUT/recipes.md and the CSV files beside it."""
+    from rich.console import Console
+
+    from submission.data.files import write_csv, write_text
+    from submission.studies.study_report import (
+        default_choice,
+        ensembles,
+        ensembles_markdown,
+        methods_markdown,
+        score_runs,
+        selection_markdown,
+        selection_rows,
+    )
+
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [job(r, "A", s, {}, recipe=r) for s in seeds for r in recipes]
+    done = run_jobs(todo, demo_dir, out, device, workers, n_jobs, time.time() + budget_s, console, base)
+    results, logits = score_runs(done, demo_dir)
+    ens = ensembles(logits, demo_dir, {f"seeds ({r}, A)": [(r, "A", s, 0) for s in seeds] for r in recipes})
+    parts = [f"# Recipes on the demo lab, seeds {','.join(map(str, seeds))}", methods_markdown(results),
+             "## Ensembles", ensembles_markdown(ens) if len(ens) else "-"]
+    write_csv(out / "results.csv", results)
+    adapted = [d for d in done if d["job"].config(demo_dir, out, device, workers, base).target_in_batch]
+    if adapted:  # the selection study needs per-epoch target outputs of runs that saw the target
+        per_epoch, picks = selection_rows(adapted, demo_dir)
+        choice, table = default_choice(picks)
+        write_csv(out / "selection_picks.csv", picks)
+        parts += ["## Checkpoint choice (selection study)", selection_markdown(picks, table),
+                  f"Default by the rule (smallest mean gap; ties within 1 SE go to the simplest): **{choice}**"]
+    write_text(out / "recipes.md", "\n\n".join(parts) + "\n")
+    console.print("\n\n".join(parts))
+
+
 app = typer.Typer(add_completion=False)
 
 
@@ -215,18 +255,24 @@ def main(
     demo_dir: Annotated[Path, typer.Option(help="Demo folder written by `python -m submission.demo --study`.")] = Path("demo"),
     out: Annotated[Path, typer.Option(help="Folder for the runs (OUT/runs) and the tables.")] = Path("study"),
     jobs: Annotated[int, typer.Option(help="Runs trained at the same time (processes).")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Loader workers per run.")] = 2,
+    device: cli.Device = "auto",
+    workers: Annotated[int, typer.Option(help="Data loader worker processes per run.")] = 2,
     budget: Annotated[float, typer.Option(help="Seconds after which no new run starts; the tables are written "
                                                "from the runs done.")] = 1e9,
     seeds: Annotated[str, typer.Option(help="Seeds of the methods' comparison.")] = "0,1,2",
     fresh: Annotated[str, typer.Option(help="Fresh seeds that confirm the kit against source-only.")] = "3,4,5",
     extras: Annotated[bool, typer.Option(help="Also the oracle, stress runs and fold members.")] = True,
+    recipes: Annotated[Optional[str], typer.Option(help="Instead of the study: compare these recipes as they are "
+                                                        "(e.g. source-only,kit) over --seeds; OUT/recipes.md.")] = None,
 ):
     """Train and score the adaptation study on the demo (labels read only to score)."""
-    from submission.studies.study import main_study as run  # by its package name, so worker processes can import it
+    from submission.studies.study import compare_recipes, main_study  # by package name, for the worker processes
 
     as_ints = lambda text: tuple(int(v) for v in text.split(","))  # noqa: E731
+    if recipes:
+        compare_recipes(recipes.split(","), demo_dir, out, jobs, device, workers, budget, as_ints(seeds))
+        return
+    run = main_study
     run(demo_dir, out, jobs, device, workers, budget, as_ints(seeds), as_ints(fresh), extras=extras)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from submission.choices import CHOICES
 from submission.data.classes import CLASSES
 from submission.data.files import write_csv, write_text
 from submission.scoring.metrics import f1_scores
@@ -20,8 +21,8 @@ RARE = ("basophil", "myeloblast", "metamyelocyte")
 # (checkpoint, TTA) predicted per split; "avg+em" is avg.pt + TTA with the EM prior correction
 VARIANTS = {"last epoch": ("last", False), "run's choice": ("best", False), "run's choice + TTA": ("best", True),
             "avg.pt": ("avg", False), "avg.pt + TTA": ("avg", True), "avg.pt + TTA + prior EM": ("avg+em", True)}
-# the checkpoint choices scored by the selection study, simplest first (ties go to the simplest)
-CHOICES = ("last", "source-val", "entropy", "avg", "im", "bnm", "snd", "snd-t0.05", "mixval")
+
+
 
 
 def _labels(demo_dir: Path, lab: str) -> dict:

@@ -1,0 +1,60 @@
+"""An epoch's scores: source-validation F1 and every label-free target score, with the target's
+outputs kept for later choices; sharded over the processes under torchrun."""
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from submission.config import TrainConfig
+from submission.data.classes import CLASSES
+from submission.data.datasets import eval_loader
+from submission.data.rundata import RunData
+from submission.methods.adabn import batchnorm_swapped, target_batchnorm
+from submission.methods.tta import predict_logits
+from submission.scoring.metrics import f1_scores
+from submission.scoring.mixval import mixval
+from submission.scoring.validators import target_scores
+from submission.train.distributed import Ranks, gather, shard
+
+MIXVAL_IMAGES = 512  # target images MixVal pairs (a fixed, evenly spaced subset)
+
+
+class Evaluation(NamedTuple):
+    """What `evaluate` measures after an epoch."""
+    scores: dict  # source-validation F1 and every label-free target score
+    target_logits: np.ndarray  # (N, K) on the target, with the target's BatchNorm statistics under AdaBN
+    val_pred: np.ndarray | None  # source-validation predictions (None without a held-out fold)
+    target_bn: dict | None  # AdaBN's target BatchNorm statistics (None without --adabn)
+    watched: np.ndarray | None  # the watched split's logits (studies only)
+
+
+def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last, ranks: Ranks = Ranks(),
+             epoch: int = 0) -> Evaluation:
+    """Per-epoch scores: source-validation F1 (the fold held out, with the model's own BatchNorm
+    statistics) and the label-free target scores (with AdaBN, the target's statistics).
+    Under torchrun each rank predicts its shard and every rank gets the gathered result."""
+    bs, workers = 2 * cfg.batch_size, min(cfg.workers, 2)
+
+    def logits(dataset):
+        part = torch.utils.data.Subset(dataset, shard(len(dataset), ranks).tolist())
+        return gather(predict_logits(model, eval_loader(part, bs, workers), device, amp, channels_last), ranks)
+
+    row, val_pred = {}, None
+    if data.source_val is not None:
+        val_pred = logits(data.source_val).argmax(1)
+        scores = f1_scores(data.source_val.labels, val_pred)
+        row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
+    else:
+        row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
+    target_bn = None
+    if cfg.adabn:  # every rank estimates on the whole target: the same statistics everywhere
+        target_bn = target_batchnorm(model, (x for x, _ in eval_loader(data.target_eval, bs, workers)), device, channels_last)
+    with batchnorm_swapped(model, target_bn):
+        target_logits = logits(data.target_eval)
+        row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))
+        pick, images = data.target_probe(MIXVAL_IMAGES)
+        row["target_mixval"] = mixval(model, images, target_logits[pick].argmax(1), device, seed=cfg.seed * 1000 + epoch,
+                                      amp=amp, channels_last=channels_last)
+        watched = logits(data.watch) if data.watch is not None else None
+    return Evaluation(row, target_logits, val_pred, target_bn, watched)
