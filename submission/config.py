@@ -113,11 +113,18 @@ class TrainConfig:
     mcc_weight: float = setting(1.0, "Weight of the MCC (minimum class confusion) loss on the target batch (0: off; "
                                      "1 in the paper). Combines with MDD.")
     mcc_temperature: float = setting(2.5, "MCC softmax temperature (2 to 3 in the paper's scripts).")
+    im_weight: float = setting(0.0, "Weight of SHOT's information maximisation loss on the target batch: mean "
+                                    "entropy minus the entropy of the mean prediction (0: off).")
+    div_weight: float = setting(0.0, "Weight of the diversity term alone (minus the entropy of the target batch's "
+                                     "mean prediction): a balance term that keeps classes from vanishing under MCC "
+                                     "(0: off).")
     colour_aug: float = setting(0.0, "Target-informed colour augmentation: share of source images recoloured towards a "
                                      "random target image (nucleus and the rest separately; target pixels only, no "
                                      "labels) and then normalised as target images (0: off).")
     stain_jitter: float = setting(0.0, "HED stain jitter strength (Tellez et al. 2019: 0.05) on half the training "
                                        "images (0: off).")
+    strong_aug: bool = setting(False, "Strong generic augmentation (the domain-generalisation baseline): zoom 0.3, HED "
+                                      "jitter 0.05, hue jitter, sensor noise and JPEG on top of the usual ones.")
     adabn: bool = setting(False, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
                                  "go into every checkpoint next to the training ones, and are used for inference.")
     prior_em: bool = setting(False, "Prior correction: predictions adjusted to the target class prior estimated by "
@@ -181,7 +188,7 @@ RECIPES = {
              "class_weighted_loss": True, "batch_size": 32, "epochs": 50, "trade_off": 1.0, "margin": 4.0,
              "snd_temperature": 0.005, "select": "snd", "mcc_weight": 0.0},
     # kit with every adaptation term and every use of target images switched off
-    "source-only": {**KIT, "trade_off": 0.0, "mcc_weight": 0.0, "colour_aug": 0.0, "stain_jitter": 0.0, "adabn": False,
+    "source-only": {**KIT, "trade_off": 0.0, "mcc_weight": 0.0, "im_weight": 0.0, "div_weight": 0.0, "colour_aug": 0.0, "stain_jitter": 0.0, "adabn": False,
                     "prior_em": False, "target_in_batch": False, "target_norm": "source", "select": "source-val"},
 }
 RECIPE_NOTES = {
@@ -205,8 +212,9 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) not in choices:
             raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
-    if cfg.mcc_weight > 0 and not cfg.target_in_batch:
-        raise KitError("--mcc-weight needs the target images in the batch (--target-in-batch)")
+    for name in ("mcc_weight", "im_weight", "div_weight"):
+        if getattr(cfg, name) > 0 and not cfg.target_in_batch:
+            raise KitError(f"--{name.replace('_', '-')} needs the target images in the batch (--target-in-batch)")
     if cfg.select == "avg" and cfg.average_last < 1:
         raise KitError("--select avg needs --average-last of at least 1")
     if not 0.0 <= cfg.colour_aug <= 1.0:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from submission.methods.adabn import batchnorm_state, target_batchnorm
+from submission.methods.im import diversity_loss, im_loss
 from submission.methods.colour import HEDJitter, colour_stats, hed_to_rgb, recolour, rgb_to_hed
 from submission.methods.mcc import mcc_loss
 from submission.methods.prior import corrected_logits, em_prior
@@ -36,6 +37,31 @@ def test_mcc_loss_is_zero_for_confident_one_hot_predictions_of_distinct_classes(
     z = torch.eye(4) * 100
     assert float(mcc_loss(z, 1.0)) == pytest.approx(0.0, abs=1e-6)
     assert float(mcc_loss(torch.zeros(4, 4), 1.0)) > 0.5  # uniform predictions confuse every class
+
+
+def _softmax_rows(z):
+    rows = [[math.exp(v) for v in row] for row in z.tolist()]
+    return [[v / sum(row) for v in row] for row in rows]
+
+
+def test_im_and_diversity_losses_match_per_sample_loops():
+    torch.manual_seed(1)
+    z = torch.randn(7, 5) * 2
+    p = _softmax_rows(z)
+    p_bar = [sum(row[k] for row in p) / len(p) for k in range(5)]
+    diversity = sum(v * math.log(v + 1e-5) for v in p_bar)
+    entropy = sum(-sum(v * math.log(v + 1e-5) for v in row) for row in p) / len(p)
+    assert diversity_loss(z).item() == pytest.approx(diversity, abs=1e-5)
+    assert im_loss(z).item() == pytest.approx(entropy + diversity, abs=1e-5)
+
+
+def test_diversity_is_lowest_for_predictions_spread_over_the_classes():
+    even = torch.eye(4) * 20  # one confident prediction per class
+    collapsed = torch.zeros(4, 4)
+    collapsed[:, 0] = 20  # every image the same class
+    assert diversity_loss(even).item() == pytest.approx(-math.log(4), abs=1e-3)
+    assert diversity_loss(collapsed).item() == pytest.approx(0.0, abs=1e-3)
+    assert im_loss(even).item() < im_loss(collapsed).item() and im_loss(even).item() < im_loss(torch.zeros(4, 4)).item()
 
 
 def test_em_prior_recovers_a_known_mixture():
@@ -151,5 +177,25 @@ def test_methods_are_settings_of_one_run(tmp_path, tiny):
 def test_mcc_needs_the_target_in_the_batch(tmp_path, tiny):
     from submission.errors import KitError
 
-    with pytest.raises(KitError, match="target-in-batch"):
-        tiny(tmp_path, mcc_weight=1.0, target_in_batch=False)
+    for name in ("mcc_weight", "im_weight", "div_weight"):
+        with pytest.raises(KitError, match="target-in-batch"):
+            tiny(tmp_path, **{name: 1.0}, target_in_batch=False)
+
+
+def test_im_diversity_and_strong_augmentation_are_settings_of_one_run(tmp_path, tiny):
+    cfg = tiny(tmp_path / "a", mcc_weight=0.0, im_weight=1.0, div_weight=0.5, strong_aug=True)
+    fit(cfg, overwrite=True)
+    m = pd.read_csv(cfg.run_dir / "metrics.csv")
+    assert "im_loss" in m and m["im_loss"].notna().all() and (m["mcc_loss"] == 0).all()
+
+
+def test_strong_augmentation_adds_hue_noise_and_jpeg():
+    from submission.data.transforms import train_transform
+
+    names = lambda t: [type(x).__name__ for x in t.transforms]  # noqa: E731
+    plain, strong = train_transform(32, [0.5] * 3, [0.2] * 3), train_transform(32, [0.5] * 3, [0.2] * 3, strong=True)
+    assert {"GaussNoise", "ImageCompression", "HEDJitter"} <= set(names(strong)) - set(names(plain))
+    jitter = [x for x in strong.transforms if type(x).__name__ == "ColorJitter"][0]
+    assert tuple(jitter.hue) == pytest.approx((-0.08, 0.08))
+    img = np.random.default_rng(0).integers(0, 255, (36, 36, 3), dtype=np.uint8)
+    assert strong(image=img)["image"].shape == (32, 32, 3)

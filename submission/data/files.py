@@ -59,16 +59,17 @@ def save_npy(path, array) -> None:
 def cache_key(rel_paths, data_root, **params) -> str:
     """The key of anything derived from a list of files (prepared images, statistics).
 
-    It covers the resolved data root, every parameter given, and each file's path, size and
-    modification time, so a regenerated or edited image never comes from a stale cache.
-    A file that cannot be stat'ed counts with size -1 (its reader reports it).
+    It covers every parameter given, and each file's path, identity (device and inode: hard links to
+    one file, such as the lab bank's shared sources, share it), size and modification time, so a
+    regenerated or edited image never comes from a stale cache. A file that cannot be stat'ed counts
+    with size -1 and its data root (its reader reports it).
     """
     root = Path(data_root).resolve()
-    h = hashlib.sha1(f"{root}|{sorted(params.items())}\n".encode())
+    h = hashlib.sha1(f"{sorted(params.items())}\n".encode())
     for p in rel_paths:
         try:
             st = os.stat(root / p)
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(f"{p}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{p}|-1\n".encode())
+            h.update(f"{root / p}|-1\n".encode())
     return h.hexdigest()[:16]

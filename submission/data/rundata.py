@@ -106,7 +106,7 @@ class RunData:
             if not train:
                 return CellDataset(images, labels, eval_transform(cfg.image_size, norm["mean"], norm["std"]))
             make = lambda n: train_transform(cfg.image_size, n["mean"], n["std"], zoom=cfg.zoom,  # noqa: E731
-                                             stain_jitter=cfg.stain_jitter)
+                                             stain_jitter=cfg.stain_jitter, strong=cfg.strong_aug)
             if source and recolour is not None:  # recoloured sources are normalised as the target is
                 return CellDataset(images, labels, make(norm), recolour, make(normalization[cfg.target]))
             return CellDataset(images, labels, make(norm))

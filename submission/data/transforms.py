@@ -173,15 +173,20 @@ def zoom_transform(zoom: float, p: float = 0.5):
     return A.Affine(scale=(1.0 - zoom, 1.0 + zoom), border_mode=cv2.BORDER_REFLECT_101, p=p)
 
 
-def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float = 0.2, stain_jitter: float = 0.0) -> A.Compose:
+def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float = 0.2, stain_jitter: float = 0.0,
+                    strong: bool = False) -> A.Compose:
     """The training augmentation on a working-size image; output (size, size, 3) float32.
 
     fog="fast" uses FastFog, fog="albumentations" the original RandomFog (about 50x slower);
-    stain_jitter > 0 adds HED jitter of that strength to half the images.
+    stain_jitter > 0 adds HED jitter of that strength to half the images. `strong` is the
+    domain-generalisation baseline's augmentation: zoom of at least 0.3, HED jitter of at least 0.05,
+    a hue jitter, sensor noise and JPEG compression on top of the rest.
     """
     from submission.methods.colour import HEDJitter
 
     fog_t = {"fast": FastFog, "albumentations": A.RandomFog}[fog]
+    if strong:
+        zoom, stain_jitter = max(zoom, 0.3), max(stain_jitter, 0.05)
     return _compose(
         ([zoom_transform(zoom)] if zoom > 0 else [])
         + [A.RandomCrop(height=image_size, width=image_size)]
@@ -189,7 +194,12 @@ def train_transform(image_size: int, mean, std, fog: str = "fast", zoom: float =
         + [
             A.Blur(blur_limit=(3, 7), p=0.5),
             fog_t(fog_coef_range=(0.3, 1.0), alpha_coef=0.08, p=0.5),
-            A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=0.0, p=0.5),
+            A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.5, 1.5), saturation=(0.5, 1.5),
+                          hue=(-0.08, 0.08) if strong else 0.0, p=0.8 if strong else 0.5),
+        ]
+        + ([A.GaussNoise(std_range=(0.01, 0.05), p=0.5), A.ImageCompression(quality_range=(30, 95), p=0.5)]
+           if strong else [])
+        + [
             # cells have no orientation: the flips and any rotation are free augmentation
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),

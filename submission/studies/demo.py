@@ -83,8 +83,8 @@ def _write_source_image(job) -> None:
 
 
 def _write_target_image(job) -> None:
-    domain, c, key, path = job
-    img = render_cell(CLASSES[c], DOMAINS[domain], np.random.default_rng(key))
+    domain, c, key, path = job  # a domain by name, or a Domain (the lab bank's)
+    img = render_cell(CLASSES[c], DOMAINS[domain] if isinstance(domain, str) else domain, np.random.default_rng(key))
     cv2.imencode(".tiff", img[..., ::-1])[1].tofile(path)
 
 
@@ -102,7 +102,7 @@ def _source_jobs(root: Path, seed: int, counts: dict, domain_of=lambda dataset: 
     return jobs
 
 
-def _target_jobs(root: Path, labels_dir: Path, seed: int, n_target: int, domain: str, stream: int, prior) -> list:
+def _target_jobs(root: Path, labels_dir: Path, seed: int, n_target: int, domain, stream: int, prior) -> list:
     """Jobs for WBC1/WBC2 of one lab; writes their label files (outside the data root)."""
     jobs = []
     for t_i, (dataset, sub) in enumerate((("WBC1", "DATA-VAL"), ("WBC2", "DATA-TEST"))):

@@ -2,14 +2,16 @@
 
 Cells are drawn from their morphology: size, nucleus shape and lobes, chromatin,
 granules and cytoplasm tint, so each class is recognisable by shape, not by
-colour alone. A `Domain` is how one lab's images look: its stain (a colour mix,
-and for the demo's target labs, separate shifts of nucleus and cytoplasm), pixel
+colour alone. A `Domain` is how one lab's images look: its stain (a colour mix;
+for target labs also shifts of each stained part: nucleus, cytoplasm, granules, red cells;
+a global hue turn, saturation and contrast), slide (background, red-cell density), pixel
 scale (and the error of its nominal value), optics (blur, uneven illumination),
-sensor noise and JPEG compression. `submission.demo` writes these images in the
-challenge's layout; a change to a drawing changes the demo's output, so it
+sensor noise and JPEG compression. `submission.studies.lab_bank` draws random labs;
+`submission.demo` writes these images in the challenge's layout; a change to a drawing changes the demo's output, so it
 bumps `submission.demo.VERSION` (a test pins the output's digest).
 """
 
+import colorsys
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +33,16 @@ class Domain:
     cyto_shift: tuple = (0.0, 0.0, 0.0)  # RGB added to the cytoplasm, red cell and eosinophilic granule colours
     illumination: float = 0.0  # amplitude of a smooth multiplicative brightness gradient
     jpeg_quality: int = 0  # JPEG round trip before saving (0: none)
+    # per stained part: (hue turn in degrees, saturation x, brightness x) of its canonical colour
+    nucleus_hsv: tuple = (0.0, 1.0, 1.0)
+    cyto_hsv: tuple = (0.0, 1.0, 1.0)
+    granule_hsv: tuple = (0.0, 1.0, 1.0)
+    rbc_hsv: tuple = (0.0, 1.0, 1.0)
+    hue_turn: float = 0.0  # degrees, the whole image (after the stain mix)
+    saturation: float = 1.0  # x, the whole image
+    contrast: float = 1.0  # x, about the image's mean
+    background: float = 1.0  # brightness x of the empty slide
+    rbc_range: tuple = (3, 8)  # red cells per image: at least, fewer than
 
 
 DOMAINS = {
@@ -143,6 +155,27 @@ def _smooth_noise(rng, hw, scale_px):
     return np.clip(big / 2.0, -1, 1)
 
 
+def _hsv(colour, hsv) -> np.ndarray:
+    """An RGB colour (0..1) with its hue turned by hsv[0] degrees, saturation and brightness multiplied."""
+    colour = np.clip(np.asarray(colour, np.float64), 0, 1)
+    if tuple(hsv) == (0.0, 1.0, 1.0):
+        return colour
+    h, s, v = colorsys.rgb_to_hsv(*colour)
+    return np.array(colorsys.hsv_to_rgb((h + hsv[0] / 360.0) % 1.0, min(1.0, s * hsv[1]), min(1.0, v * hsv[2])))
+
+
+def _global_colour(img: np.ndarray, domain: Domain) -> np.ndarray:
+    """The whole image's hue turn, saturation and contrast (float RGB 0..1)."""
+    if domain.hue_turn or domain.saturation != 1.0:
+        hsv = cv2.cvtColor(np.clip(img, 0, 1).astype(np.float32), cv2.COLOR_RGB2HSV)  # H in degrees
+        hsv[..., 0] = (hsv[..., 0] + domain.hue_turn) % 360.0
+        hsv[..., 1] = np.clip(hsv[..., 1] * domain.saturation, 0, 1)
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if domain.contrast != 1.0:
+        img = img.mean() + (img - img.mean()) * np.float32(domain.contrast)
+    return img
+
+
 def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarray:
     """One image (H, W, 3) uint8 RGB of a cell of class `cls` as the domain's lab would see it."""
     h, w = domain.size_hw
@@ -153,26 +186,27 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
     c = np.array([w / 2, h / 2]) + rng.normal(0, 0.6 * k, 2)
 
     img = np.empty((h, w, 3), np.float32)
-    img[:] = BACKGROUND
+    background = np.clip(np.array(BACKGROUND) * domain.background, 0, 1) if domain.background != 1.0 else BACKGROUND
+    img[:] = background
     # red blood cells around the white cell: pale-centred discs of about 7.5 um
     rbc = np.zeros((h, w), np.uint8)
     pale = np.zeros((h, w), np.uint8)
-    for _ in range(rng.integers(3, 8)):
+    for _ in range(rng.integers(*domain.rbc_range)):
         p = rng.uniform(0, 1, 2) * [w, h]
         rr = 3.75 * k * rng.uniform(0.9, 1.1)
         _circle(rbc, p, rr)
         _circle(pale, p, 0.45 * rr)
-    _paint(img, rbc, np.clip(np.array(RBC) + cyto_shift, 0, 1))
-    _paint(img, pale, BACKGROUND, 0.5)
+    _paint(img, rbc, np.clip(_hsv(RBC, domain.rbc_hsv) + cyto_shift, 0, 1))
+    _paint(img, pale, background, 0.5)
 
     cyto = np.zeros((h, w), np.uint8)
     _ellipse(cyto, c, (r, r * rng.uniform(0.88, 1.0)), rng.uniform(0, 360))
-    _paint(img, cyto, tuple(np.clip(np.array(CYTO[tint]) + cyto_shift + rng.normal(0, 0.015, 3), 0, 1)))
+    _paint(img, cyto, tuple(np.clip(_hsv(CYTO[tint], domain.cyto_hsv) + cyto_shift + rng.normal(0, 0.015, 3), 0, 1)))
     if cls == "monocyte":  # vacuoles
         vac = np.zeros((h, w), np.uint8)
         for _ in range(rng.integers(3, 7)):
             _circle(vac, c + rng.uniform(-0.7, 0.7, 2) * r, rng.uniform(0.04, 0.08) * r)
-        _paint(img, cv2.bitwise_and(vac, cyto), BACKGROUND, 0.7)
+        _paint(img, cv2.bitwise_and(vac, cyto), background, 0.7)
     if gran_kind is not None:
         gran = np.zeros((h, w), np.uint8)
         n = int(gran_density * (r / k) ** 2 * 2.2)
@@ -181,13 +215,13 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
         for ri, ti in zip(rad, th):
             _circle(gran, c + ri * np.array([np.cos(ti), np.sin(ti)]), rng.uniform(0.25, 0.45) * k)
         basic = gran_kind in ("black", "purple")  # basophilic granules take the nucleus's dye
-        gran_colour = np.clip(np.array(GRANULE[gran_kind]) + (nuc_shift if basic else cyto_shift), 0, 1)
+        gran_colour = np.clip(_hsv(GRANULE[gran_kind], domain.granule_hsv) + (nuc_shift if basic else cyto_shift), 0, 1)
         _paint(img, cv2.bitwise_and(gran, cyto), gran_colour, 0.85)
 
     nuc = np.zeros((h, w), np.uint8)
     _nucleus(nuc, nuc_kind, c, r, rng)
     light = nuc_kind in ("round_blast", "folded")
-    colour = np.clip(np.array(NUCLEUS_LIGHT if light else NUCLEUS_DARK) + nuc_shift, 0, 1)
+    colour = np.clip(_hsv(NUCLEUS_LIGHT if light else NUCLEUS_DARK, domain.nucleus_hsv) + nuc_shift, 0, 1)
     texture = _smooth_noise(rng, (h, w), (0.6 if light else 1.2) * k)[..., None]
     a = (nuc.astype(np.float32) / 255.0)[..., None]
     img = img * (1 - a) + a * np.clip(colour * (1 + 0.12 * texture), 0, 1)
@@ -195,13 +229,14 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
         nl = np.zeros((h, w), np.uint8)
         for _ in range(rng.integers(1, 3)):
             _circle(nl, c + rng.uniform(-0.35, 0.35, 2) * r, 0.1 * r)
-        _paint(img, cv2.bitwise_and(nl, nuc), np.clip(NUCLEUS_LIGHT + np.array([0.12, 0.12, 0.08]) + nuc_shift, 0, 1), 0.8)
+        _paint(img, cv2.bitwise_and(nl, nuc), np.clip(_hsv(NUCLEUS_LIGHT, domain.nucleus_hsv) + np.array([0.12, 0.12, 0.08]) + nuc_shift, 0, 1), 0.8)
     if gran_kind == "black":  # basophil granules also lie over the nucleus
         _paint(img, cv2.bitwise_and(gran, nuc), gran_colour, 0.7)
 
     # the lab's stain, optics and sensor
     img = img @ np.asarray(domain.stain, np.float32).T + np.asarray(domain.offset, np.float32)
     img *= rng.uniform(0.96, 1.04, 3).astype(np.float32)  # slide-to-slide stain variation
+    img = _global_colour(img, domain)
     if domain.illumination:  # uneven illumination: a brightness ramp in a random direction
         t = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

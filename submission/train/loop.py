@@ -199,7 +199,8 @@ def train_epoch(run: RunState, epoch: int, progress, task) -> dict:
     cfg, device = run.cfg, run.device
     ramp = cfg.ramp_iters(run.total)
     torch.manual_seed(stream_seed(cfg.seed, epoch, 3))  # dropout
-    sums = {k: torch.zeros((), device=device) for k in ("cls_loss", "transfer_loss", "mcc_loss")}
+    names = ("cls_loss", "transfer_loss", "mcc_loss") + (("im_loss",) if cfg.im_weight else ())
+    sums = {k: torch.zeros((), device=device) for k in names}
     batches = epoch_batches(run.data, cfg, epoch, run.iters, device.type == "cuda", ranks=run.ranks)
     for i, (x_s, y_s, x_t) in enumerate(batches):
         step = epoch * run.iters + i
@@ -213,12 +214,12 @@ def train_epoch(run: RunState, epoch: int, progress, task) -> dict:
         for k in sums:
             sums[k] += losses[k]
         if (i + 1) % cfg.log_every == 0 or i + 1 == run.iters:
-            cls_l, tr_l, mcc_l = (float(losses[k]) for k in ("cls_loss", "transfer_loss", "mcc_loss"))  # host sync
-            if not all(math.isfinite(v) for v in (cls_l, tr_l, mcc_l)):
+            cls_l, tr_l, mcc_l, im_l = (float(losses[k]) for k in ("cls_loss", "transfer_loss", "mcc_loss", "im_loss"))
+            if not all(math.isfinite(v) for v in (cls_l, tr_l, mcc_l, im_l)):  # host sync above
                 raise KitError(
                     f"loss is not finite at step {step} (epoch {epoch}): cls_loss {cls_l}, "
-                    f"transfer_loss {tr_l}, mcc_loss {mcc_l}; the last good checkpoint is kept. Try a lower "
-                    f"--lr, --trade-off or --mcc-weight")
+                    f"transfer_loss {tr_l}, mcc_loss {mcc_l}, im_loss {im_l}; the last good checkpoint is kept. "
+                    f"Try a lower --lr, --trade-off, --mcc-weight or --im-weight")
             progress.update(task, completed=step + 1,
                             info=f"cls {cls_l:.3f} transfer {tr_l:.3f} mcc {mcc_l:.3f} coeff {coeff:.3f}")
     return {"epoch": epoch, "step": (epoch + 1) * run.iters, "lr": lr, "grl_coeff": coeff,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from submission.config import TrainConfig
 from submission.errors import KitError
+from submission.methods.im import diversity_loss, im_loss
 from submission.methods.mcc import mcc_loss
 from submission.methods.mdd import mdd_loss
 
@@ -73,8 +74,9 @@ def every_parameter_learns(cfg: TrainConfig) -> bool:
 
 def train_step(model, x_s, labels_s, x_t, optimizer, coeff: float, cfg: TrainConfig, class_weights=None, amp=False):
     """One step. With target images (x_t not None): one forward over cat([x_s, x_t]), so BatchNorm
-    sees both domains, the MDD transfer loss x cfg.trade_off and the MCC loss x cfg.mcc_weight on the
-    target logits. Without: the sources alone, CE only.
+    sees both domains, the MDD transfer loss x cfg.trade_off, and on the target logits the MCC loss x
+    cfg.mcc_weight, the information maximisation loss x cfg.im_weight and the diversity term x
+    cfg.div_weight. Without: the sources alone, CE only.
 
     Returns detached losses; no host sync here.
     """
@@ -84,7 +86,7 @@ def train_step(model, x_s, labels_s, x_t, optimizer, coeff: float, cfg: TrainCon
         y, y_adv = model(x, coeff)
     y, y_adv = y.float(), y_adv.float()
     zero = torch.zeros((), device=y.device)
-    transfer_loss, mcc = zero, zero
+    transfer_loss, mcc, im = zero, zero, zero
     if x_t is None:
         cls_loss = F.cross_entropy(y, labels_s, weight=class_weights)
         loss = cls_loss
@@ -99,7 +101,13 @@ def train_step(model, x_s, labels_s, x_t, optimizer, coeff: float, cfg: TrainCon
         if cfg.mcc_weight:
             mcc = mcc_loss(y_t, cfg.mcc_temperature)
             loss = loss + cfg.mcc_weight * mcc
+        if cfg.im_weight:
+            im = im_loss(y_t)
+            loss = loss + cfg.im_weight * im
+        if cfg.div_weight:
+            loss = loss + cfg.div_weight * diversity_loss(y_t)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach(), "mcc_loss": mcc.detach()}
+    return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach(), "mcc_loss": mcc.detach(),
+            "im_loss": im.detach()}

@@ -1,0 +1,133 @@
+"""The lab bank (random target labs around the demo's sources), its protocol, and the do-no-harm check."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from submission.data.classes import CLASSES
+from submission.data.files import cache_key
+from submission.scoring.harm import harm_check
+from submission.studies import protocol as P
+from submission.studies.lab_bank import RANGES, RARE_MIN, draw_lab, lab_spec, out_of_ranges, parse_labs, write_lab
+
+
+def _digest(root, parts=("Acevedo_20", "Matek_19")):
+    h = hashlib.sha256()
+    for part in parts:
+        for f in sorted((root / part).rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_the_ranges_contain_the_demo_lab_lab_b_and_every_drawn_lab():
+    for name in ("demo", "lab_b"):
+        assert out_of_ranges(lab_spec(name)[0]) == []
+    for seed in range(40):
+        domain, prior = draw_lab(seed)
+        assert out_of_ranges(domain) == [], seed
+        assert sum(prior) == pytest.approx(1.0) and min(prior) >= RARE_MIN * 0.9
+    assert draw_lab(3) == draw_lab(3) and draw_lab(3)[0] != draw_lab(4)[0]
+    # the ranges have room beyond the demo lab (e.g. its scale error 1.10 and blur 3.0)
+    assert RANGES["scale_error"] == (0.85, 1.15) and RANGES["blur_sigma"][1] > 3.0
+
+
+def test_priors_cover_leukaemia_clinics_and_routine_labs_with_rare_classes():
+    priors = np.array([draw_lab(s)[1] for s in range(200)])
+    blast, seg, lymph = (CLASSES.index(c) for c in ("myeloblast", "neutrophil_segmented", "lymphocyte_typical"))
+    assert (priors[:, blast] > 0.2).sum() >= 20  # blast-heavy labs
+    assert (priors[:, seg] + priors[:, lymph] > 0.6).sum() >= 20  # routine labs
+    assert (priors.min(1) < 0.02).mean() > 0.5  # most labs have a class at 1-2%
+
+
+def test_bank_sources_are_the_demos_bytes_and_labs_share_them(tmp_path, demo):
+    bank = tmp_path / "bank"
+    root = write_lab(bank, "lab5", scale=0.002, n_target=30, workers=1)
+    assert _digest(bank / "sources") == _digest(demo / "data")  # byte-identical to the demo's sources
+    other = write_lab(bank, "lab6", scale=0.002, n_target=30, workers=1)
+    a = sorted(p for p in (root / "Acevedo_20").rglob("*") if p.is_file())[0]
+    b = other / a.relative_to(root)
+    assert os.stat(a).st_ino == os.stat(b).st_ino  # hard links: one file
+    rel = [str(a.relative_to(root))]
+    assert cache_key(rel, root, size=36) == cache_key(rel, other, size=36)  # so one cache entry
+    lab = json.loads((bank / "lab5" / "lab.json").read_text())
+    assert lab["lab"] == "lab5" and set(lab["prior"]) == set(CLASSES) and "hue_turn" in lab["domain"]
+    assert len(list((root / "WBC1" / "DATA-VAL").glob("*.TIF"))) == 30
+    assert (bank / "lab5" / "labels" / "WBC2.csv").is_file() and (root / "splits" / "WBC2.csv").is_file()
+    wbc = sorted((root / "WBC2" / "DATA-TEST").glob("*.TIF"))[0]
+    assert sorted(p.name for p in (root / "WBC2" / "DATA-TEST").glob("*.TIF")) != sorted(
+        p.name for p in (other / "WBC2" / "DATA-TEST").glob("*.TIF"))  # each lab draws its own cells
+    before = wbc.stat().st_mtime_ns
+    write_lab(bank, "lab5", scale=0.002, n_target=30, workers=1)  # already written: kept
+    assert wbc.stat().st_mtime_ns == before
+
+
+def test_lab_names_parse_and_unknown_ones_are_refused():
+    from submission.errors import KitError
+
+    assert parse_labs("1-3,101,demo") == ["lab1", "lab2", "lab3", "lab101", "demo"]
+    with pytest.raises(KitError, match="unknown lab"):
+        parse_labs("lab_x")
+
+
+def test_the_protocol_keeps_selection_and_test_labs_apart():
+    assert len(P.SELECTION_LABS) >= 6 and len(P.TEST_LABS) >= 10
+    assert not set(P.SELECTION_LABS) & set(P.TEST_LABS) and not set(P.NAMED_LABS) & set(P.TEST_LABS)
+    assert not P.trains_on_target("source-only") and not P.trains_on_target("strong aug")
+    assert not P.trains_on_target("AdaBN") and P.adapts("AdaBN")
+    assert P.trains_on_target("MCC (kit)") and P.trains_on_target("colour aug") and not P.adapts("strong aug")
+
+
+def test_the_rule_takes_the_best_mean_among_safe_methods_else_the_best_worst_case():
+    gains = {"MCC (kit)": [0.3, -0.2], "IM": [0.05, 0.0], "MDD": [0.08, -0.005], "strong aug": [0.5, 0.5]}
+    assert P.choose(gains) == ["MDD", "IM", "MCC (kit)"]  # strong aug does not adapt; MCC loses a lab
+    assert P.choose({"MCC (kit)": [0.3, -0.2], "IM": [0.0, -0.05]}) == ["IM", "MCC (kit)"]
+    tie = {"MCC (kit)": [0.050, 0.0], "IM": [0.053, 0.0], "MCC (kit) + check": [0.051, 0.0]}
+    assert P.choose(tie)[0] == "MCC (kit)"  # within the tie, the simplest
+
+
+def test_the_frozen_choice_matches_its_hash():
+    from pathlib import Path
+
+    frozen = Path(__file__).parents[1] / "docs" / "frozen_choice.json"
+    if not frozen.is_file():
+        pytest.skip("no frozen choice yet")
+    f = json.loads(frozen.read_text())
+    assert f["sha256"] == P.settings_hash(f["recipe"], f["settings"])
+    assert P.METHODS[P.base(f["choice"])] == (f["recipe"], f["settings"]) and f["budget"] == P.BUDGET
+
+
+def _naive_check(adapted, source, share, keep, confident, max_flip):
+    n, k = adapted.shape
+    a = [sum(1 for i in range(n) if adapted[i].argmax() == c) / n for c in range(k)]
+    s = [sum(1 for i in range(n) if source[i].argmax() == c) / n for c in range(k)]
+    vanished = [c for c in range(k) if s[c] >= share and a[c] < keep * s[c]]
+    sure = [i for i in range(n) if source[i].max() >= confident]
+    flip = sum(adapted[i].argmax() != source[i].argmax() for i in sure) / len(sure) if sure else float("nan")
+    return bool(vanished) or (bool(sure) and flip > max_flip), vanished, flip
+
+
+def test_the_harm_check_matches_a_naive_count():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        source = rng.dirichlet(np.full(11, 0.1), 60)  # many confident rows
+        adapted = source.copy()
+        gone = rng.integers(11)
+        adapted[:, gone] *= 0.01 if trial % 2 else 1.0  # every other trial erases a class
+        adapted = rng.permutation(adapted) if trial % 5 == 0 else adapted  # some trials flip many images
+        got = harm_check(adapted, source, 0.03, 0.3, 0.9, 0.5)
+        fires, vanished, flip = _naive_check(adapted, source, 0.03, 0.3, 0.9, 0.5)
+        assert got.fires == fires and got.vanished == [CLASSES[c] for c in vanished]
+        assert got.flip_rate == pytest.approx(flip, nan_ok=True)
+
+
+def test_the_harm_check_is_quiet_on_agreement_and_names_a_vanished_class():
+    source = np.eye(11)[np.arange(110) % 11] * 0.95 + 0.005
+    assert not harm_check(source, source).fires
+    adapted = source.copy()
+    adapted[:, CLASSES.index("basophil")] = 0
+    check = harm_check(adapted, source)
+    assert check.fires and check.vanished == ["basophil"] and "basophil" in check.message()
