@@ -64,6 +64,7 @@ def main(
     labels: cli.Labels = None,
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
+    do_no_harm: cli.DoNoHarm = False,
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
@@ -103,6 +104,10 @@ def main(
         console.print(f"[green]{check} is a valid submission for {name}[/] ({len(target.images)} images)")
         return
     files = _logits_files(run, runs, name, checkpoint, tta, mix)
+    if do_no_harm:
+        from submission.predict.harm import apply_checks
+
+        files = apply_checks(files, console)
     frames = [read_logits(f) for f in files]
     names = [f.parent.name for f in files]
     mean = ensemble_logits(frames, names)

@@ -39,11 +39,10 @@ def main(
     adabn: Annotated[str, typer.Option(help="For runs trained with --adabn: BatchNorm statistics from the run's target "
                                             "(stored), re-estimated on the images predicted (refit), or the training "
                                             "ones (off).")] = "stored",
+    reference: cli.Reference = None,
 ):
     """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
-    with a .json beside it saying what it holds.
-
-    With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
+    with a .json beside it saying what it holds. With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
     file (for any other folder); with several, run ensemble.py.
     """
     from submission.data.files import write_csv, write_json
@@ -64,22 +63,26 @@ def main(
     folder_crop = _folder_crop(images, px_per_um, crop_px)
     paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
-    rows, targets = [], {}
+    rows, targets, written = [], {}, []
+    opts = dict(tta=tta, device=device, batch_size=batch_size, workers=workers, cache=cache, cache_dir=str(cache_dir))
     for path in paths:
         ckpt = load_checkpoint(path)
         target = _target(ckpt, images, folder_crop, data_root, split, targets, console)
         with data_progress(console) as progress:
-            logits = predict_run(ckpt, target, tta, device, batch_size, workers, cache, str(cache_dir), progress, adabn)
+            logits = predict_run(ckpt, target, progress=progress, adabn=adabn, **opts)
         frame = logits_frame(target.images, logits, ckpt["classes"])
         dest = path.parent / logits_name(target.name, path.stem, tta)
         write_csv(dest, frame)
         write_json(dest.with_suffix(".json"), _describe(path, ckpt, target, tta, adabn))
+        written.append((dest, logits))
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
         console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
                       highlight=False, soft_wrap=True)
     console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
+    if reference is not None:
+        _do_no_harm(reference, written, target, opts, console)
     if len(paths) == 1 and target.is_challenge_split:
         dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
         write_submission(dest, submission_frame(frame), target.images)
@@ -123,6 +126,33 @@ def _target(ckpt: dict, images, folder_crop, data_root, split: str, targets: dic
         targets[key] = Target.from_folder(images, key[1]) if images is not None else \
             Target.resolve(split, Path(key[0]), key[1])
     return targets[key]
+
+
+def _do_no_harm(reference: Path, written: list, target, options: dict, console) -> None:
+    """Predict the source-only reference run on the same images and record each run's check against it."""
+    from submission.data.files import write_csv, write_json
+    from submission.data.targets import find_runs, logits_name
+    from submission.predict.harm import record_checks
+    from submission.predict.inference import predict_run
+    from submission.predict.submit import logits_frame
+    from submission.progress import data_progress
+    from submission.train.checkpoint import load_checkpoint
+
+    path = find_runs(Path("."), [reference], "best")[0]
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    if cfg.get("target_in_batch") or cfg.get("adabn") or cfg.get("colour_aug") or cfg.get("target_norm") == "own":
+        raise KitError(f"--reference {reference} adapts to the target (recipe {cfg.get('recipe')}); the reference must "
+                       "be a source-only run: python train.py --recipe source-only --runs runs-reference")
+    with data_progress(console) as progress:
+        logits = predict_run(ckpt, target, progress=progress, **options)
+    dest = path.parent / logits_name(target.name, path.stem, options["tta"])
+    write_csv(dest, logits_frame(target.images, logits, ckpt["classes"]))
+    write_json(dest.with_suffix(".json"), {**_describe(path, ckpt, target, options["tta"], "off"), "role": "reference"})
+    for csv, z in written:
+        if z.shape != logits.shape:
+            raise KitError(f"{csv} and the reference do not cover the same images")
+    record_checks(dest, logits, written, console)
 
 
 def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:

@@ -81,3 +81,12 @@ PxPerUm = Annotated[Optional[float], typer.Option(
 CropPx = Annotated[Optional[int], typer.Option(help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
 
 DEFAULT_WORKERS = default_workers()
+Reference = Annotated[Optional[Path], typer.Option(
+    help="Do no harm: a source-only run (folder or checkpoint; e.g. trained with --recipe source-only --runs "
+         "runs-reference). It is predicted too, and each run is checked against it on the same images: a run that "
+         "erased a class the reference sees, or overrules most of its confident cells, is named, and "
+         "`ensemble.py --do-no-harm` leaves it out.", show_default=False)]
+DoNoHarm = Annotated[bool, typer.Option(
+    help="Leave out runs whose do-no-harm check (infer.py --reference) fired; the reference's prediction if all did. "
+         "Off by default: on the lab bank the check fired about as often where adaptation helped as where it hurt "
+         "(docs/lab-bank.md).")]

@@ -188,3 +188,45 @@ def test_inference_does_not_import_the_training_loop():
             "print('submission.train.loop' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two_runs, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(two_runs, runs)
+    cache = ["--cache-dir", str(runs / "cache")]
+    _ok(runner.invoke(train.app, [
+        "--recipe", "source-only", "--data-root", str(demo / "data"), "--runs", str(tmp_path / "ref"), "--epochs", "1",
+        "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0",
+        "--device", "cpu", *cache, "--min-pred-classes", "1"]))
+    ref = tmp_path / "ref" / "seed0"
+    refused = runner.invoke(infer.app, ["--runs", str(runs), "--reference", str(runs / "seed0"), *cache])
+    assert refused.exit_code == 1 and "must be a source-only run" in refused.output and "Traceback" not in refused.output
+    out = _ok(runner.invoke(infer.app, ["--runs", str(runs), "--reference", str(ref), *cache]))
+    assert "do no harm" in out
+    metas = [runs / f"seed{s}" / "logits_WBC2_best_tta.json" for s in (0, 1)]
+    for meta in metas:
+        check = json.loads(meta.read_text())["do_no_harm"]
+        assert set(check) >= {"fires", "vanished", "flip_rate", "reference_logits"}
+        assert check["reference_logits"] == str(ref / "logits_WBC2_best_tta.csv")
+
+    def fire(meta, fires=True):  # as infer.py records a check (the tiny runs are too short to mean anything)
+        record = json.loads(meta.read_text())
+        record["do_no_harm"]["fires"] = fires
+        meta.write_text(json.dumps(record))
+
+    sub = tmp_path / "submission.csv"
+    fire(metas[0], False)
+    fire(metas[1])
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--submission", str(sub), "--do-no-harm"]))
+    assert "left out seed1" in out and "from 1 runs" in out
+    fire(metas[0])
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--submission", str(sub), "--do-no-harm"]))
+    assert "reference's prediction" in out
+    reference = pd.read_csv(ref / "logits_WBC2_best_tta.csv").set_index("Image")
+    expected = reference.to_numpy().argmax(1)
+    got = pd.read_csv(sub).set_index("Image").loc[reference.index, "LabelID"].to_numpy()
+    assert (got == expected).all()
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--submission", str(sub)]))  # off by default
+    assert "from 2 runs" in out

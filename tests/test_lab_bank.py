@@ -131,3 +131,40 @@ def test_the_harm_check_is_quiet_on_agreement_and_names_a_vanished_class():
     adapted[:, CLASSES.index("basophil")] = 0
     check = harm_check(adapted, source)
     assert check.fires and check.vanished == ["basophil"] and "basophil" in check.message()
+
+
+def test_the_bank_study_shares_source_only_runs_resumes_and_scores(tmp_path, demo, monkeypatch):
+    from rich.console import Console
+
+    from submission.errors import KitError
+    from submission.studies import bank_report
+    from submission.studies.bank_study import run_phase
+
+    tiny = {"image_size": 32, "epochs": 1, "iters_per_epoch": 2, "batch_size": 8, "bottleneck_dim": 32,
+            "head_width": 32, "min_pred_classes": 1, "max_entropy_frac": 1.0, "bn_batches": 2, "average_last": 1}
+    monkeypatch.setattr(P, "BUDGET", tiny)
+    bank, out = tmp_path / "bank", tmp_path / "study"
+    for lab in ("lab5", "lab6"):
+        write_lab(bank, lab, scale=0.002, n_target=30, workers=1)
+    methods = ["source-only", "AdaBN", "MCC (kit)"]
+    assert run_phase(methods, ["lab5", "lab6"], (0,), bank, out, "cpu", 0, 1e9, Console()) == 0
+    assert [p.parent.name for p in (out / "runs").glob("*/*/seed0")] and \
+        sorted(str(p.relative_to(out / "runs")) for p in (out / "runs").glob("*/*/seed0")) == [
+            "mcc-kit/lab5/seed0", "mcc-kit/lab6/seed0", "source-only/every-lab/seed0"]  # AdaBN: source-only's weights
+    preds = sorted((out / "preds").glob("*/*/seed0.npz"))
+    assert len(preds) == 6
+    z = np.load(P.pred_file(out, "AdaBN", "lab5", 0))
+    s = np.load(P.pred_file(out, "source-only", "lab5", 0))
+    assert z["WBC2"].shape == (30, 11) and not np.allclose(z["WBC2"], s["WBC2"])  # BatchNorm refit on the lab
+    best = out / "runs" / "mcc-kit" / "lab5" / "seed0" / "best.pt"
+    before = best.stat().st_mtime_ns
+    run_phase(methods, ["lab5", "lab6"], (0,), bank, out, "cpu", 0, 1e9, Console())  # resumes: nothing retrained
+    assert best.stat().st_mtime_ns == before
+    runs = bank_report.score_runs(bank, out)
+    assert set(runs.method) == {"source-only", "AdaBN", "AdaBN + check", "MCC (kit)", "MCC (kit) + check"}
+    labs = bank_report.lab_means(runs)
+    assert (labs[labs.method == "source-only"].gain == 0).all()
+    text = bank_report.write_report(bank, out)
+    assert "MCC (kit)" in text and (out / "bank.md").is_file()
+    with pytest.raises(KitError, match="screening runs missing"):
+        bank_report.freeze_choice(bank, out, tmp_path / "frozen.json")

@@ -144,20 +144,30 @@ def freeze(bank: Bank = Path("bank"), out: Out = Path("bank-study"),
 def confirm(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cli.Device = "auto",
             workers: Workers = 0, budget: Budget = 1e9,
             frozen: Annotated[Path, typer.Option(help="The frozen choice.")] = Path("docs/frozen_choice.json"),
-            named: Annotated[bool, typer.Option(help="Also the demo lab and lab B.")] = True):
-    """Step 3: the frozen choice, the runner-up, strong augmentation and source-only on the test labs."""
+            methods: Annotated[str, typer.Option(help="Methods (default: source-only, strong aug, the frozen choice "
+                                                      "and the runner-up).")] = "",
+            seeds: Annotated[str, typer.Option(help="Seeds (default: the protocol's).")] = "",
+            labs: Annotated[str, typer.Option(help="Labs (default: the test labs, then the demo lab and lab B).")] = ""):
+    """Step 3: the frozen choice, the runner-up, strong augmentation and source-only on the test labs.
+    Runs go seed by seed, most important first, so a budget cuts the least important; two processes
+    can share the work (e.g. one per method), each with OMP_NUM_THREADS=1."""
     import json
 
     from rich.console import Console
 
     from submission.studies.bank_report import write_report
+    from submission.studies.lab_bank import parse_labs
 
     if not frozen.is_file():
         raise KitError(f"no frozen choice at {frozen}: run `freeze` after `screen` first")
     choice = json.loads(frozen.read_text())
-    names = list(dict.fromkeys([P.BASELINE, P.STRONG, *choice["confirm"]]))
-    labs = P.TEST_LABS + (P.NAMED_LABS if named else ())
-    run_phase(names, labs, P.CONFIRM_SEEDS, bank, out, device, workers, budget, Console())
+    names = _methods(methods) if methods else list(dict.fromkeys([P.BASELINE, P.STRONG, *choice["confirm"]]))
+    seed_list = tuple(int(v) for v in seeds.split(",")) if seeds else P.CONFIRM_SEEDS
+    lab_list = parse_labs(labs) if labs else list(P.TEST_LABS + P.NAMED_LABS)
+    deadline = time.time() + budget
+    for seed in seed_list:
+        for name in names:
+            run_phase([name], lab_list, (seed,), bank, out, device, workers, deadline - time.time(), Console())
     write_report(bank, out)
 
 

@@ -1,0 +1,57 @@
+"""Do no harm in the commands: infer.py checks each adapted run against a source-only reference run on
+the same images (`--reference`), and `ensemble.py --do-no-harm` drops the runs whose check fired, or
+falls back to the reference's prediction when every run's did (submission.scoring.harm holds the check)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from submission.errors import KitError, warn
+
+
+def record_checks(reference_csv: Path, reference: np.ndarray, written: list, console) -> int:
+    """Check each (logits CSV, logits) against the reference's logits on the same images; the result goes
+    into the JSON beside each CSV. Returns how many fired."""
+    from submission.data.files import write_json
+    from submission.scoring.harm import harm_check
+
+    fired = 0
+    for csv, logits in written:
+        check = harm_check(softmax(logits, 1), softmax(reference, 1))
+        meta = Path(csv).with_suffix(".json")
+        record = json.loads(meta.read_text())
+        record["do_no_harm"] = {"fires": check.fires, "vanished": check.vanished, "flip_rate": check.flip_rate,
+                                "reference_logits": str(reference_csv)}
+        write_json(meta, record)
+        if check.fires:
+            fired += 1
+            warn(f"do no harm: {Path(csv).parent.name}: {check.message()}; `ensemble.py --do-no-harm` leaves it "
+                 "out (and uses the source-only reference if every run is left out)")
+        else:
+            console.print(f"do no harm: {Path(csv).parent.name} agrees with the source-only reference "
+                          f"({check.flip_rate:.0%} of its confident cells changed, no class lost)", highlight=False)
+    return fired
+
+
+def apply_checks(files: list[Path], console) -> list[Path]:
+    """The logits files to ensemble after the checks infer.py recorded: the runs whose check fired are
+    left out; if every run's fired, the source-only reference's logits alone."""
+    from submission.data.targets import logits_kind
+
+    checks = {f: logits_kind(f).get("do_no_harm") for f in files}
+    kept = [f for f, c in checks.items() if not (c and c["fires"])]
+    dropped = [f.parent.name for f in files if f not in kept]
+    if not dropped:
+        return files
+    if kept:
+        console.print(f"[yellow]do no harm[/]: left out {', '.join(dropped)} (their checks fired)", highlight=False)
+        return kept
+    reference = Path(next(iter(checks.values()))["reference_logits"])
+    if not reference.is_file():
+        raise KitError(f"every run's do-no-harm check fired, and the reference's logits {reference} are gone: "
+                       "predict again with infer.py --reference")
+    console.print(f"[yellow]do no harm[/]: every run's check fired; the source-only reference's prediction "
+                  f"({reference}) is used instead", highlight=False)
+    return [reference]
