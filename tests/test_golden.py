@@ -13,20 +13,28 @@ def outputs(demo, tmp_path_factory):
     return golden_outputs(demo, tmp_path_factory.mktemp("golden"))
 
 
+# The run with AdaBN, colour augmentation and prior EM is not bit-stable across CPU types: written on an AMD
+# EPYC, it differed on an Intel Xeon by 3e-4 in the logits (one image of 30 changed class in a per-epoch share;
+# the same on the commit that wrote it, so not a change of the kit). It is held to those bounds; the other runs to 1e-6.
+ATOL = {"methods": {"logits": 2e-3, "metrics": 0.06}}
+
+
 @pytest.mark.parametrize("run", list(RUNS))
 def test_a_golden_run_is_reproduced(outputs, run):
     files = outputs[run]
+    atol = ATOL.get(run, {"logits": 1e-6, "metrics": 1e-6})
     assert sorted(files) == sorted(p.name for p in (GOLDEN / run).iterdir())
     for name, path in files.items():
         want = GOLDEN / run / name
         if name.endswith(".npy"):
-            np.testing.assert_allclose(np.load(path), np.load(want), rtol=0, atol=1e-6, err_msg=f"{run}/{name}")
+            np.testing.assert_allclose(np.load(path), np.load(want), rtol=0, atol=atol["logits"], err_msg=f"{run}/{name}")
         elif name == "submission.csv":
             assert path.read_text() == want.read_text(), f"{run}/{name}"
         else:  # metrics.csv and the logits CSV: same columns, numbers within 1e-6, the rest equal
             got, ref = pd.read_csv(path), pd.read_csv(want)
             assert list(got.columns) == list(ref.columns), f"{run}/{name}"
             numeric = ref.select_dtypes("number").columns
-            np.testing.assert_allclose(got[numeric].to_numpy(float), ref[numeric].to_numpy(float), rtol=0, atol=1e-6,
+            tol = atol["metrics" if name == "metrics.csv" else "logits"]
+            np.testing.assert_allclose(got[numeric].to_numpy(float), ref[numeric].to_numpy(float), rtol=0, atol=tol,
                                        err_msg=f"{run}/{name}")
             pd.testing.assert_frame_equal(got.drop(columns=numeric), ref.drop(columns=numeric))

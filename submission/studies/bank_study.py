@@ -118,14 +118,20 @@ Workers = Annotated[int, typer.Option(help="Data loader worker processes per run
 @user_errors
 def screen(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cli.Device = "auto", workers: Workers = 0,
            budget: Budget = 1e9, methods: Annotated[str, typer.Option(help="Comma-separated subset of the "
-                                                                            "protocol's methods (default: all).")] = ""):
-    """Step 1: every method on the selection labs, one seed; then the tables."""
+                                                                            "protocol's methods (default: all).")] = "",
+           labs: Annotated[str, typer.Option(help="Subset of the selection labs, in this order (default: all).")] = ""):
+    """Step 1: every method on the selection labs, one seed; then the tables. Two processes can share
+    the work (disjoint --methods or --labs), each with OMP_NUM_THREADS=1."""
     from rich.console import Console
 
     from submission.studies.bank_report import write_report
+    from submission.studies.lab_bank import parse_labs
 
     names = _methods(methods)
-    run_phase(names, P.SELECTION_LABS, P.SCREEN_SEEDS, bank, out, device, workers, budget, Console())
+    lab_list = parse_labs(labs) if labs else list(P.SELECTION_LABS)
+    if set(lab_list) - set(P.SELECTION_LABS):
+        raise KitError(f"screening runs on the selection labs only ({', '.join(P.SELECTION_LABS)})")
+    run_phase(names, lab_list, P.SCREEN_SEEDS, bank, out, device, workers, budget, Console())
     write_report(bank, out)
 
 
