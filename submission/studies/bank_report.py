@@ -156,11 +156,11 @@ def _md(table: pd.DataFrame) -> str:
             return v
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return "-"
-        if col in ("labs", "labs_losing"):
+        if col in ("labs", "labs_losing", "cases", "hurt", "helped"):
             return str(int(v))
-        if col == "check_fires":
+        if col in ("check_fires", "fired_where_hurt", "fired_where_helped"):
             return f"{v:.0%}"
-        return f"{v:+.3f}" if "gain" in col else f"{v:.3f}"
+        return f"{v:+.3f}" if "gain" in col else f"{v:.3g}" if col in ("share", "keep", "max_flip") else f"{v:.3f}"
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(c, row[c]) for c in table.columns) + " |" for _, row in table.iterrows()]
     return "\n".join(lines) if len(table) else "-"
@@ -179,6 +179,17 @@ def write_report(bank: Path, out: Path) -> str:
         table = summary(labs, names)
         if len(table):
             parts += [f"## {title}", _md(table), "Check record: " + json.dumps(check_record(labs, names))]
+    per_lab = labs[~labs.method.str.endswith(P.CHECKED)].pivot(index="method", columns="lab", values="gain")
+    per_lab = per_lab.reindex([m for m in P.METHODS if m in per_lab.index])
+    cols = [lab for lab in (*P.SELECTION_LABS, *P.TEST_LABS, *P.NAMED_LABS) if lab in per_lab.columns]
+    parts += ["## Gain over source-only per lab (WBC2 macro F1, seed mean)",
+              _md(per_lab[cols].reset_index().rename(columns={c: f"gain {c}" for c in cols}))]
+    grid = tune_check(bank, out)
+    if len(grid) and grid["cases"].iloc[0]:
+        best = grid.sort_values(["fired_where_helped", "fired_where_hurt"], ascending=[True, False]).head(5)
+        parts += ["## The do-no-harm check on the selection labs (threshold grid, the 5 quietest where adaptation "
+                  "helped)", _md(best)]
+        write_csv(Path(out) / "check_grid.csv", grid)
     text = "\n\n".join(parts) + "\n"
     write_text(Path(out) / "bank.md", text)
     print(text)
