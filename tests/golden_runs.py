@@ -1,8 +1,9 @@
-"""Golden outputs: four fixed tiny CPU runs (one thread, no loader workers) whose metrics.csv, target
+"""Golden outputs: five fixed tiny CPU runs (one thread, no loader workers) whose metrics.csv, target
 logits and submission.csv are kept in tests/golden/. A refactoring that should not change what the kit
 computes must reproduce them (tests/test_golden.py).
 
-    python tests/golden_runs.py --write     # regenerate after a change that is meant to change the numbers
+    python tests/golden_runs.py --write [RUN ...]   # regenerate (every run, or those named) after a change
+                                                    # that is meant to change the numbers
 """
 
 import shutil
@@ -21,9 +22,10 @@ TINY = ["--epochs", "2", "--iters-per-epoch", "3", "--image-size", "32", "--batc
         "--min-pred-classes", "1", "--max-entropy-frac", "1.0", "--bn-batches", "2"]
 RUNS = {
     "kit": ["--recipe", "kit"],
+    "mcc": ["--recipe", "mcc"],
     "seed": ["--recipe", "seed"],
     "source-only": ["--recipe", "source-only"],
-    "methods": ["--recipe", "kit", "--adabn", "--colour-aug", "0.5", "--prior-em"],
+    "methods": ["--recipe", "mcc", "--adabn", "--colour-aug", "0.5", "--prior-em"],
 }
 
 
@@ -34,8 +36,8 @@ def make_demo(dest: Path) -> Path:
     return dest
 
 
-def golden_outputs(demo: Path, work: Path) -> dict[str, dict[str, Path]]:
-    """Train and predict every golden run in `work`; returns {run: {file name: path}}."""
+def golden_outputs(demo: Path, work: Path, only=None) -> dict[str, dict[str, Path]]:
+    """Train and predict every golden run (or those in `only`) in `work`; returns {run: {file name: path}}."""
     import infer
     import train
 
@@ -45,6 +47,8 @@ def golden_outputs(demo: Path, work: Path) -> dict[str, dict[str, Path]]:
     out = {}
     try:
         for name, args in RUNS.items():
+            if only and name not in only:
+                continue
             runs, cache = work / name, work / "cache"
             for app, argv in ((train.app, ["--data-root", str(demo / "data"), "--runs", str(runs), "--cache-dir", str(cache),
                                            *TINY, *args]),
@@ -66,12 +70,13 @@ def golden_outputs(demo: Path, work: Path) -> dict[str, dict[str, Path]]:
 if __name__ == "__main__":
     import tempfile
 
-    if sys.argv[1:] != ["--write"]:
+    if sys.argv[1:2] != ["--write"]:
         sys.exit(__doc__)
+    only = sys.argv[2:]  # e.g. --write kit: renew that run's outputs only
     with tempfile.TemporaryDirectory() as tmp:
-        outputs = golden_outputs(make_demo(Path(tmp) / "demo"), Path(tmp) / "runs")
-        shutil.rmtree(GOLDEN, ignore_errors=True)
+        outputs = golden_outputs(make_demo(Path(tmp) / "demo"), Path(tmp) / "runs", only)
         for name, files in outputs.items():
+            shutil.rmtree(GOLDEN / name, ignore_errors=True)
             (GOLDEN / name).mkdir(parents=True)
             for fname, path in files.items():
                 shutil.copyfile(path, GOLDEN / name / fname)

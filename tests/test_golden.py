@@ -1,5 +1,5 @@
 """The kit computes what it computed when the golden outputs were written (tests/golden_runs.py):
-four tiny CPU runs (kit, seed, source-only, and kit with AdaBN + colour augmentation + prior EM),
+five tiny CPU runs (kit, mcc, seed, source-only, and mcc with AdaBN + colour augmentation + prior EM),
 their metrics.csv, per-epoch target logits, WBC2 logits with TTA and submission.csv."""
 
 import numpy as np
@@ -15,8 +15,9 @@ def outputs(demo, tmp_path_factory):
 
 # The run with AdaBN, colour augmentation and prior EM is not bit-stable across CPU types: written on an AMD
 # EPYC, it differed on an Intel Xeon by 3e-4 in the logits (one image of 30 changed class in a per-epoch share;
-# the same on the commit that wrote it, so not a change of the kit). It is held to those bounds; the other runs to 1e-6.
-ATOL = {"methods": {"logits": 2e-3, "metrics": 0.06}}
+# the same on the commit that wrote it, so not a change of the kit). It is held to those bounds, and so is the kit
+# (AdaBN too; written on an Intel Xeon, not yet checked on another CPU type); the other runs to 1e-6.
+ATOL = {"methods": {"logits": 2e-3, "metrics": 0.06}, "kit": {"logits": 2e-3, "metrics": 0.06}}
 
 
 @pytest.mark.parametrize("run", list(RUNS))

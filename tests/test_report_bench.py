@@ -47,13 +47,13 @@ def test_recipes_side_by_side_on_tiny_runs(demo, tmp_path):
 
     base = dict(epochs=3, iters_per_epoch=3, image_size=32, batch_size=8, pretrained=False, bottleneck_dim=64,
                 head_width=64, grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2)
-    compare_recipes(["source-only", "kit"], demo, tmp_path, 1, "cpu", 0, 1e9, seeds=(0,), base=base)
+    compare_recipes(["source-only", "mcc"], demo, tmp_path, 1, "cpu", 0, 1e9, seeds=(0,), base=base)
     config = json.loads((tmp_path / "runs/A/source-only/seed0/config.json").read_text())
     assert config["trade_off"] == 0.0 and config["recipe"] == "source-only"
-    assert json.loads((tmp_path / "runs/A/kit/seed0/config.json").read_text())["mcc_weight"] == 1.0
+    assert json.loads((tmp_path / "runs/A/mcc/seed0/config.json").read_text())["mcc_weight"] == 1.0
     results = pd.read_csv(tmp_path / "results.csv")
-    assert set(results["method"]) == {"source-only", "kit"} and results["macro_f1"].between(0, 1).all()
+    assert set(results["method"]) == {"source-only", "mcc"} and results["macro_f1"].between(0, 1).all()
     picks = pd.read_csv(tmp_path / "selection_picks.csv")
-    assert set(picks["choice"]) == set(CHOICES) and set(picks["method"]) == {"kit"}  # source-only never saw WBC1
+    assert set(picks["choice"]) == set(CHOICES) and set(picks["method"]) == {"mcc"}  # source-only never saw WBC1
     text = (tmp_path / "recipes.md").read_text()
     assert "avg.pt + TTA" in text and "Spearman" in text

@@ -14,13 +14,29 @@ from submission.train.checkpoint import RunningAverage, load_checkpoint, model_f
 from submission.train.loop import fit
 
 
+def test_the_default_recipe_trains_on_the_sources_and_stores_target_batchnorm(tiny, tmp_path):
+    from submission.data.targets import Target
+    from submission.predict.inference import predict_run
+
+    cfg = tiny(tmp_path, recipe="kit")
+    fit(cfg)
+    metrics = pd.read_csv(tmp_path / "seed0" / "metrics.csv")
+    assert (metrics["mcc_loss"] == 0).all() and (metrics["transfer_loss"] == 0).all()
+    best = load_checkpoint(tmp_path / "seed0" / "best.pt")
+    assert best["selected_by"] == "source-val" and best["config"]["adabn"] and "target_bn" in best
+    target = Target.from_split("WBC2", cfg.data_root)
+    common = dict(tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=16)
+    stored, off = (predict_run(best, target, adabn=a, **common) for a in ("stored", "off"))
+    assert not np.allclose(stored, off, atol=1e-4)  # inference uses the target's BatchNorm statistics
+
+
 def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     cfg = tiny(tmp_path)
     best = fit(cfg)
     run = tmp_path / "seed0"
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 0 and config["image_size"] == 32 and config["iters_per_epoch_resolved"] == 3
-    assert config["recipe"] == "kit" and config["splits_dir_resolved"].endswith("splits")
+    assert config["recipe"] == "mcc" and config["splits_dir_resolved"].endswith("splits")
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1]
     for col in ("cls_loss", "transfer_loss", "mcc_loss", "source_val_f1", "target_snd", "target_entropy",
@@ -30,7 +46,7 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     ckpt = load_checkpoint(run / "best.pt")  # weights_only=True inside
     assert ckpt["classes"] == list(CLASSES) and ckpt["image_size"] == 32 and ckpt["epoch"] == best["epoch"]
     assert set(ckpt["normalization"]) == {"Acevedo_20", "Matek_19", "WBC1"} and ckpt["selected_by"] == "avg"
-    assert best["averaged_epochs"] == [0, 1] and (metrics["mcc_loss"] > 0).all()  # the kit: MCC, avg.pt chosen
+    assert best["averaged_epochs"] == [0, 1] and (metrics["mcc_loss"] > 0).all()  # mcc: MCC, avg.pt chosen
     assert ckpt["splits_dir"] == config["splits_dir_resolved"]
     model = model_from_checkpoint(ckpt).eval()
     assert model.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 11)
@@ -266,7 +282,10 @@ def test_recipes_and_the_demo_preset_fill_only_what_is_not_given(tmp_path):
     seed_demo = make_config("seed", True)
     assert seed_demo.epochs == 8 and seed_demo.lr == 0.001 and seed_demo.image_size == 64
     assert make_config("seed", lr=0.01).lr == 0.01
-    assert make_config("source-only").mcc_weight == 0.0 and make_config("kit").mcc_weight == 1.0
+    assert make_config("source-only").mcc_weight == 0.0 and make_config("mcc").mcc_weight == 1.0
+    kit = make_config("kit")  # the lab bank's choice: source-only training with AdaBN
+    assert kit.adabn and not kit.target_in_batch and kit.mcc_weight == 0.0 and kit.select == "source-val"
+    assert make_config() == kit and not make_config("source-only").adabn
     assert make_config("seed").trade_off == 1.0 and make_config("seed").mcc_weight == 0.0
     with pytest.raises(KitError, match="unknown recipe"):
         make_config("fancy")
