@@ -76,9 +76,10 @@ def test_two_process_weights_match_one_process_with_averaged_slice_gradients(dem
     from submission.train.step import lr_at, make_optimizer, seed_everything, set_lr
 
     *_, ddp_weights, recipe = two_process_runs
-    if recipe == "source-only":  # strict: the day it matches, this test says so
-        request.applymarker(pytest.mark.xfail(strict=True, reason="source-only under torchrun differs from the sliced "
-                                                                   "one-process reference by ~2e-4 after 3 steps; not yet explained"))
+    if recipe == "source-only":  # not strict: it depends on the CPU type
+        request.applymarker(pytest.mark.xfail(strict=False, reason="source-only under torchrun differed from the sliced "
+                                                                    "one-process reference by ~2e-4 after 3 steps on an AMD "
+                                                                    "EPYC (it matches on an Intel Xeon); not yet explained"))
     cfg = make_config(recipe, data_root=str(demo / "data"), runs=str(tmp_path), epochs=1, iters_per_epoch=3,
                       image_size=32, batch_size=8, pretrained=False, workers=0, device="cpu",
                       cache_dir=str(tmp_path / "cache"), grl_max_iters=10, bottleneck_dim=64, head_width=64, dropout=0.0,
