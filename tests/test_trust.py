@@ -1,0 +1,124 @@
+"""The label-free estimates of submission.scoring.trust against naive references on hand-made data."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from submission.scoring import trust
+
+
+def _data(n=400, k=5, seed=0, noise=1.5, signal=2.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, noise, (n, k))
+    logits[np.arange(n), labels] += signal
+    return logits, labels
+
+
+def test_temperature_minimises_nll_like_a_fine_grid():
+    logits, labels = _data()
+    for scale in (0.3, 1.0, 4.0):  # over- and under-confident logits
+        t = trust.fit_temperature(logits * scale, labels)
+        grid = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))
+        naive = grid[np.argmin([trust.nll(logits * scale, labels, g) for g in grid])]
+        assert t == pytest.approx(naive, rel=2e-3)
+
+
+def test_nll_and_softmax_match_a_loop():
+    logits, labels = _data(n=20)
+    t = 1.7
+    naive = 0.0
+    for z, y in zip(logits, labels):
+        e = np.exp(z / t)
+        naive -= np.log(e[y] / e.sum())
+    assert trust.nll(logits, labels, t) == pytest.approx(naive / len(labels))
+    assert trust.softmax(logits, t).sum(1) == pytest.approx(np.ones(len(logits)))
+
+
+def test_atc_threshold_matches_a_search_over_thresholds():
+    rng = np.random.default_rng(1)
+    for n in (10, 57, 200):
+        scores = rng.random(n)
+        correct = rng.random(n) < rng.random()
+        t = trust.atc_threshold(scores, correct)
+        err = 1 - correct.mean()
+        candidates = np.concatenate([[-np.inf], np.sort(scores) + 1e-12])
+        best = min(abs(np.mean(scores < c) - err) for c in candidates)
+        assert abs(np.mean(scores < t) - err) == pytest.approx(best)
+    assert trust.atc_threshold(np.array([0.2, 0.9]), np.array([True, True])) == -np.inf
+    assert trust.atc_threshold(np.array([0.2, 0.9]), np.array([False, False])) == np.inf
+
+
+def test_atc_on_its_own_source_gives_the_source_accuracy():
+    logits, labels = _data(n=300)
+    probs = trust.softmax(logits)
+    right = probs.argmax(1) == labels
+    for kind in ("mc", "ne"):
+        s = trust.score(probs, kind)
+        assert np.mean(s >= trust.atc_threshold(s, right)) == pytest.approx(right.mean(), abs=1 / 300)
+
+
+def test_scores_match_their_definitions():
+    probs = trust.softmax(_data(n=30)[0])
+    assert trust.score(probs, "mc") == pytest.approx([max(p) for p in probs])
+    assert trust.score(probs, "ne") == pytest.approx([sum(q * np.log(q) for q in p) for p in probs])
+
+
+def test_expected_counts_match_a_loop():
+    rng = np.random.default_rng(2)
+    probs = trust.softmax(rng.normal(0, 2, (50, 4)))
+    p = rng.random(50)
+    tp, fp, fn = trust.expected_counts(probs, p)
+    n_tp, n_fp, n_fn = np.zeros(4), np.zeros(4), np.zeros(4)
+    for row, pi in zip(probs, p):
+        c = int(np.argmax(row))
+        n_tp[c] += pi
+        n_fp[c] += 1 - pi
+        for j in range(4):
+            if j != c:
+                n_fn[j] += (1 - pi) * row[j] / (1 - row[c])
+    assert tp == pytest.approx(n_tp) and fp == pytest.approx(n_fp) and fn == pytest.approx(n_fn)
+    assert (tp + fp + fn).sum() == pytest.approx(50 + (1 - p).sum())  # every wrong cell counted once as FN
+
+
+def test_known_correctness_and_truth_gives_the_true_scores():
+    """With p = [right] and each wrong cell's remaining mass on its true class, the expected counts are the
+    real ones: accuracy and macro F1 equal scikit-learn's."""
+    rng = np.random.default_rng(3)
+    k, n = 6, 300
+    labels = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.7, labels, rng.integers(0, k, n))
+    probs = np.full((n, k), 1e-9)
+    probs[np.arange(n), pred] = 0.6
+    wrong = pred != labels
+    probs[np.flatnonzero(wrong), labels[wrong]] = 0.4
+    probs /= probs.sum(1, keepdims=True)
+    est = trust.from_correctness(probs, (~wrong).astype(float))
+    assert est.accuracy == pytest.approx(np.mean(~wrong))
+    assert est.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-6)
+    assert est.per_class_f1 == pytest.approx(f1_score(labels, pred, average=None, labels=range(k)), abs=1e-6)
+    obs = trust.observed(probs, labels)
+    assert obs.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"))
+
+
+def test_agreement_matches_pairwise_counts():
+    a, b, c = (np.eye(3)[i] for i in ([0, 1, 2, 0], [0, 1, 1, 0], [2, 1, 2, 0]))
+    assert trust.member_agreement([a, b, c]) == pytest.approx(np.mean([3 / 4, 3 / 4, 2 / 4]))
+    assert trust.member_agreement([a]) is None
+    assert trust.agreement_correctness(np.array([0, 1, 2, 0]), [b, c]) == pytest.approx([0.5, 1, 0.5, 1])
+
+
+def test_estimates_track_a_shift_and_need_source_validation():
+    logits, labels = _data(n=600, seed=4)
+    t_logits, t_labels = _data(n=600, seed=5, signal=0.8)  # a harder target
+    est = trust.estimates(logits, labels, t_logits)
+    true_acc = np.mean(t_logits.argmax(1) == t_labels)
+    assert est["source-val"].accuracy > true_acc + 0.1
+    for name in ("calibrated", "atc-mc", "atc-ne", "doc"):
+        assert abs(est[name].accuracy - true_acc) < abs(est["source-val"].accuracy - true_acc), name
+    assert est["agreement"] is None
+    alone = trust.estimates(None, None, t_logits, [t_logits])
+    assert alone["atc-mc"] is None and alone["agreement"].accuracy == 1.0
+    src_acc = np.mean(logits.argmax(1) == labels)
+    conf = lambda z: trust.softmax(z, trust.fit_temperature(logits, labels)).max(1).mean()  # noqa: E731
+    assert est["doc"].accuracy == pytest.approx(src_acc - (conf(logits) - conf(t_logits)))
