@@ -1,13 +1,16 @@
 """Predict a target split (or any folder of images) with a checkpoint, rebuilt from the checkpoint alone."""
 
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from submission.data.datasets import CellDataset, eval_loader
-from submission.data.rundata import prepared_images
+from submission.data.rundata import IndexedImages, prepared_images
 from submission.data.targets import Target
 from submission.data.transforms import eval_transform
-from submission.errors import KitError
+from submission.errors import KitError, warn
 from submission.methods.adabn import target_batchnorm
 from submission.methods.prior import corrected_logits
 from submission.methods.tta import predict_logits
@@ -27,19 +30,57 @@ def target_crop(ckpt: dict, target: Target) -> int:
 ADABN_MODES = ("stored", "refit", "off")
 
 
+class SourceVal(NamedTuple):
+    """Source-validation outputs of the same checkpoint as a target's prediction (same TTA, BatchNorm
+    statistics and prior correction): what the label-free estimates are calibrated on."""
+    logits: np.ndarray
+    labels: np.ndarray
+    images: list[str]  # DATASET/path
+
+
 def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=32, workers=0, cache=True,
-                cache_dir="cache", progress=None, adabn: str = "stored", prior_em: bool | None = None) -> np.ndarray:
-    """Logits (N, K) of one checkpoint on the target images, in target order.
+                cache_dir="cache", progress=None, adabn: str = "stored", prior_em: bool | None = None,
+                source_val: bool = False):
+    """Logits (N, K) of one checkpoint on the target images, in target order; with `source_val`, the pair
+    (logits, SourceVal or None when the run held out no source fold or its sources are not on disk).
 
     Preprocessing comes from the checkpoint: the 25 um crop, and the normalisation the run
     used for its target domain. A run trained with AdaBN predicts with the BatchNorm statistics
     it estimated on its target (adabn="stored"), or with statistics re-estimated on these very
     images ("refit"), or its training ones ("off"). With prior correction (the run's setting
     unless `prior_em` says otherwise), the logits are the log of the EM-adjusted posteriors.
+    The source-validation cells go through that same model (each source at its own crop and normalisation).
     """
     if adabn not in ADABN_MODES:
         raise KitError(f"--adabn must be one of {', '.join(ADABN_MODES)}, not {adabn!r}")
     dev = resolve_device(device)
+    model, loader, amp, channels_last = _model_and_loader(ckpt, target, dev, batch_size, workers, cache, cache_dir, progress)
+    run_adabn = ckpt["config"].get("adabn", False)
+    if run_adabn and adabn == "stored":
+        model.load_state_dict(ckpt["target_bn"], strict=False)
+    elif run_adabn and adabn == "refit":
+        model.load_state_dict(target_batchnorm(model, (x for x, _ in loader), dev, channels_last), strict=False)
+    prior = ckpt["config"].get("prior_em", False) if prior_em is None else prior_em
+
+    def run(loader, n, what):
+        task = progress.add_task(f"predicting {what} ({'8 views' if tta else '1 view'})", total=n) if progress else None
+        z = predict_logits(model, loader, dev, amp, channels_last, tta,
+                           on_batch=(lambda k: progress.advance(task, k)) if task is not None else None)
+        return corrected_logits(z, ckpt["train_prior"]) if prior else z
+
+    logits = run(loader, len(target.rel_paths), target.name)
+    if not source_val:
+        return logits
+    held_out = source_val_set(ckpt, cache, cache_dir, workers, progress)
+    if held_out is None:
+        return logits, None
+    data, labels, names = held_out
+    val_logits = run(eval_loader(data, batch_size, workers, pin_memory=dev.type == "cuda"), len(data), "source validation")
+    return logits, SourceVal(val_logits, labels, names)
+
+
+def _model_and_loader(ckpt: dict, target: Target, dev, batch_size, workers, cache, cache_dir, progress):
+    """The checkpoint's model on `dev` (eval mode) and a loader of the target's images as the run saw its target."""
     norm = ckpt["normalization"][ckpt["target"]]
     images, errors = prepared_images(target.rel_paths, target.name, target.data_root, target_crop(ckpt, target),
                                      ckpt["work_size"], cache, cache_dir, workers, progress)
@@ -51,15 +92,41 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     amp, channels_last = fast_settings(dev, True)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    task = progress.add_task(f"predicting ({'8 views' if tta else '1 view'})", total=len(dataset)) if progress else None
-    loader = eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda")
-    run_adabn = ckpt["config"].get("adabn", False)
-    if run_adabn and adabn == "stored":
-        model.load_state_dict(ckpt["target_bn"], strict=False)
-    elif run_adabn and adabn == "refit":
-        model.load_state_dict(target_batchnorm(model, (x for x, _ in loader), dev, channels_last), strict=False)
-    logits = predict_logits(model, loader, dev, amp, channels_last, tta,
-                            on_batch=(lambda n: progress.advance(task, n)) if task is not None else None)
-    if ckpt["config"].get("prior_em", False) if prior_em is None else prior_em:
-        logits = corrected_logits(logits, ckpt["train_prior"])
-    return logits
+    return model, eval_loader(dataset, batch_size, workers, pin_memory=dev.type == "cuda"), amp, channels_last
+
+
+def batchnorm_of(ckpt: dict, target: Target, device="auto", batch_size=32, workers=0, cache=True, cache_dir="cache") -> dict:
+    """AdaBN: the checkpoint's BatchNorm statistics re-estimated on the target's images (a `target_bn` state)."""
+    dev = resolve_device(device)
+    model, loader, _, channels_last = _model_and_loader(ckpt, target, dev, batch_size, workers, cache, cache_dir, None)
+    return target_batchnorm(model, (x for x, _ in loader), dev, channels_last)
+
+
+def source_val_set(ckpt: dict, cache=True, cache_dir="cache", workers=0, progress=None):
+    """(dataset, labels, names) of the run's held-out source fold as it validated on it (each source at its own
+    crop and normalisation); None when it held out none or its sources are not on disk (with a note)."""
+    from submission.data.datasets import CellConcat
+    from submission.data.splits import SOURCES, load_split
+
+    fold = ckpt["config"].get("val_fold", 0)
+    if fold < 0:
+        return None
+    parts, labels, names = [], [], []
+    for dataset in SOURCES:
+        try:
+            frame = load_split(Path(ckpt["splits_dir"]), dataset, Path(ckpt["data_root"]))
+        except (KitError, OSError) as e:
+            warn(f"source validation not available ({e}): no label-free estimate calibrated on it")
+            return None
+        images, errors = prepared_images(frame["path"].tolist(), dataset, Path(ckpt["data_root"]), ckpt["crop_px"][dataset],
+                                         ckpt["work_size"], cache, cache_dir, workers, progress)  # the run's cache
+        unreadable = {i for i, _ in errors}
+        keep = np.array([i for i in np.flatnonzero(frame["fold"].to_numpy() == fold) if i not in unreadable], int)
+        if errors:
+            warn(f"source validation: {len(errors)} {dataset} images cannot be read: the estimates leave them out")
+        norm = ckpt["normalization"][dataset]
+        y = frame["label_id"].to_numpy()[keep]
+        parts.append(CellDataset(IndexedImages(images, keep), y, eval_transform(ckpt["image_size"], norm["mean"], norm["std"])))
+        labels.append(y)
+        names += [f"{dataset}/{p}" for p in frame["path"].to_numpy()[keep]]
+    return CellConcat(parts), np.concatenate(labels), names

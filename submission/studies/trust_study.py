@@ -1,0 +1,114 @@
+"""The trust study: how far the label-free estimates (submission.scoring.trust) are from the truth over
+the lab bank, and which one the kit prints.
+
+    python -m submission.studies.lab_bank --dest bank
+    python -m submission.studies.trust_study run --bank bank --out trust-study   # runs and predictions
+    python -m submission.studies.trust_study report --bank bank --out trust-study  # tables, plot, choice
+
+The rule (written before any estimate was scored):
+1. Points: every run (METHODS x SEEDS, best.pt + TTA on WBC2, the way `infer.py` predicts: AdaBN
+   statistics from WBC1) and every ensemble (a method's seeds on a lab, mean logits), on every lab.
+   An estimate's error is estimated minus true WBC2 accuracy / macro F1.
+2. Candidates: the estimators a single run can print (they need only its source validation):
+   calibrated, atc-mc, atc-ne, doc; each with the source-validation cells predicted with the target's
+   BatchNorm statistics ("same") or the training ones ("source"; differs only for AdaBN).
+3. The choice: on the selection labs, the lowest mean absolute error of macro F1; a tie within 0.005
+   goes to the earlier candidate (in the order above, "same" before "source").
+4. Its error bar: the 90th percentile of its absolute error on the test labs (accuracy and macro F1
+   apart), with the mean; it must beat both naive estimates there (source-validation scores, and the
+   selection labs' mean true score); reported whether it does. The demo lab and lab B are reported beside.
+5. Warnings (fixed with the rule): estimated macro F1 below 0.5, members' agreement below 0.8, a class
+   with no predicted cell or an expected F1 below 0.2.
+6. Do no harm by the estimate: keep a run's adapted (AdaBN) prediction only where its chosen estimate is
+   at least the source-only run's; adopted for `ensemble.py --do-no-harm` only if on the selection labs it
+   raises the mean true macro F1 over always adapting and does not lower the worst lab; reported on the
+   test labs either way.
+"""
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from submission import cli
+from submission.errors import user_errors
+from submission.studies import protocol as P
+
+METHODS = ("source-only", "AdaBN", "strong aug", "strong aug + AdaBN")
+SEEDS = (0, 1, 2)
+LABS = P.SELECTION_LABS + P.TEST_LABS + P.NAMED_LABS
+
+
+def pred_path(out: Path, method: str, lab: str, seed: int) -> Path:
+    return Path(out) / "preds" / P.slug(method) / lab / f"seed{seed}.npz"
+
+
+def predict_lab(ckpt: dict, method: str, lab: str, seed: int, bank: Path, out: Path, device: str) -> None:
+    """WBC2 logits and the source-validation logits through the same model (AdaBN: statistics from WBC1)."""
+    from submission.data.files import atomic_path
+    from submission.data.targets import Target
+    from submission.predict.inference import batchnorm_of, predict_run
+
+    dest = pred_path(out, method, lab, seed)
+    if dest.is_file():
+        return
+    data = Path(bank) / lab / "data"
+    opts = dict(device=device, cache_dir=str(Path(out) / "cache"), batch_size=256)
+    if P.METHODS[method][1].get("adabn", False):
+        ckpt = {**ckpt, "config": {**ckpt["config"], "adabn": True},
+                "target_bn": batchnorm_of(ckpt, Target.from_split("WBC1", data), **opts)}
+    target = Target.from_split("WBC2", data)
+    logits, val = predict_run(ckpt, target, tta=True, adabn="stored", source_val=True, **opts)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.savez(f, WBC2=logits, WBC2_images=np.array(target.images), val=val.logits, val_labels=val.labels)
+
+
+app = typer.Typer(add_completion=False, help="The trust study: label-free estimates against the truth on the lab bank.")
+Bank = Annotated[Path, typer.Option(help="Lab bank folder (python -m submission.studies.lab_bank).")]
+Out = Annotated[Path, typer.Option(help="Study folder: runs, predictions, tables.")]
+
+
+@app.command()
+@user_errors
+def run(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.Device = "auto",
+        seeds: Annotated[str, typer.Option(help="Seeds (default: 0,1,2); two processes can take one each.")] = "",
+        labs: Annotated[str, typer.Option(help="Labs (default: selection, test, demo, lab B).")] = ""):
+    """Train the runs (one per trainer and seed: none of these methods trains on a lab) and predict every lab.
+    Resumable: runs and predictions already there are kept."""
+    from rich.console import Console
+
+    from submission.studies.bank_study import run_dir, train_run
+    from submission.studies.lab_bank import parse_labs, write_lab
+    from submission.train.checkpoint import load_checkpoint
+
+    console = Console()
+    lab_list = parse_labs(labs) if labs else list(LABS)
+    for lab in lab_list:
+        if not (Path(bank) / lab / "lab.json").is_file():
+            write_lab(bank, lab)
+    for seed in (tuple(int(s) for s in seeds.split(",")) if seeds else SEEDS):
+        for method in METHODS:
+            t = time.time()
+            took = train_run(method, lab_list[0], seed, bank, out, device, 0, console)
+            ckpt = load_checkpoint(run_dir(out, method, lab_list[0], seed) / "best.pt")
+            for lab in lab_list:
+                predict_lab(ckpt, method, lab, seed, bank, out, device)
+            console.print(f"{method} seed {seed}: trained in {took:.0f}s, {len(lab_list)} labs predicted in "
+                          f"{time.time() - t - took:.0f}s")
+
+
+@app.command()
+@user_errors
+def report(bank: Bank = Path("bank"), out: Out = Path("trust-study"),
+           docs: Annotated[Path, typer.Option(help="Where the tables and the plot go.")] = Path("docs/results/trust")):
+    """Score every estimate against the labels, apply the rule, write the tables, the scatter plot and the choice."""
+    from submission.studies.trust_report import write_report
+
+    write_report(bank, out, docs)
+
+
+if __name__ == "__main__":
+    app()
