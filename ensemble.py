@@ -6,6 +6,7 @@ Imports neither torch nor OpenCV: it reads CSV files and writes one.
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -65,6 +66,9 @@ def main(
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
     do_no_harm: cli.DoNoHarm = False,
+    report: Annotated[Optional[Path], typer.Option(help=(
+        "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
+        "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
@@ -125,6 +129,43 @@ def main(
 
     _report(console, sub, frames, names, name, files[0].stem, plot, labels)
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
+    rec = _trust(files, frames, mean, console)
+    from submission.data.files import write_json
+
+    write_json(Path(written).with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec})
+    if report is not None:
+        from submission.predict.lab_report import write_lab_report
+
+        write_lab_report(report, mean, target, rec, files, min_confidence)
+        console.print(f"wrote {report}: the lab report (open it in a browser)")
+
+
+def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict:
+    """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
+    every member has them on the same cells; the members' agreement in any case."""
+    from submission.data.targets import logits_kind
+    from submission.predict.trust import print_record, read_source_val, record
+
+    classes = list(mean.columns[1:])
+    order = mean["Image"]
+    members = [f.set_index("Image").loc[order, classes].to_numpy() for f in frames]
+    vals, why = [], None
+    for f in files:
+        name = logits_kind(f).get("source_val_logits")
+        if not name or not (f.parent / name).is_file():
+            why = f"{f} has no source-validation logits beside it (predicted with --no-estimate, or no held-out fold)"
+            break
+        vals.append(read_source_val(f.parent / name, classes))
+    val_logits = val_labels = None
+    if vals and why is None:
+        if any(set(v.index) != set(vals[0][0].index) for v, _ in vals):
+            why = "the members held out different source cells"
+        else:
+            val_logits = np.mean([v.loc[vals[0][0].index].to_numpy() for v, _ in vals], 0)
+            val_labels = vals[0][1]
+    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, why)
+    print_record(console, "ensemble", rec)
+    return rec
 
 
 def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, kind: str, plot, labels) -> None:

@@ -40,6 +40,9 @@ def main(
                                             "(stored), re-estimated on the images predicted (refit), or the training "
                                             "ones (off).")] = "stored",
     reference: cli.Reference = None,
+    estimate: Annotated[bool, typer.Option("--estimate/--no-estimate", help=(
+        "Also predict the run's held-out source fold through the same model, and print and record the "
+        "label-free estimate of accuracy and macro F1 with its measured error."))] = True,
 ):
     """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
     with a .json beside it saying what it holds. With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
@@ -55,6 +58,7 @@ def main(
         submission_frame,
         write_submission,
     )
+    from submission.predict.trust import measured, source_val_name, write_source_val
     from submission.progress import data_progress
     from submission.scoring.plots import score, scores_table
     from submission.train.checkpoint import load_checkpoint
@@ -63,24 +67,34 @@ def main(
     folder_crop = _folder_crop(images, px_per_um, crop_px)
     paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
-    rows, targets, written = [], {}, []
+    rows, targets, written, vals = [], {}, [], []
+    source_bn = measured()["source_val_batchnorm"]
     opts = dict(tta=tta, device=device, batch_size=batch_size, workers=workers, cache=cache, cache_dir=str(cache_dir))
     for path in paths:
         ckpt = load_checkpoint(path)
         target = _target(ckpt, images, folder_crop, data_root, split, targets, console)
         with data_progress(console) as progress:
-            logits = predict_run(ckpt, target, progress=progress, adabn=adabn, **opts)
+            out = predict_run(ckpt, target, progress=progress, adabn=adabn, source_val=estimate, source_bn=source_bn, **opts)
+        logits, val = out if estimate else (out, None)
         frame = logits_frame(target.images, logits, ckpt["classes"])
         dest = path.parent / logits_name(target.name, path.stem, tta)
         write_csv(dest, frame)
-        write_json(dest.with_suffix(".json"), _describe(path, ckpt, target, tta, adabn))
+        meta = _describe(path, ckpt, target, tta, adabn)
+        dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
+        if val is not None:
+            write_source_val(dest.with_name(source_val_name(dest)), val, ckpt["classes"])
+            meta["source_val_logits"] = source_val_name(dest)
+        write_json(dest.with_suffix(".json"), meta)
         written.append((dest, logits))
+        vals.append((val, tuple(target.images), ckpt["classes"]))
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
         console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
                       highlight=False, soft_wrap=True)
     console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
+    if estimate:
+        _estimates(written, vals, console)
     if reference is not None:
         _do_no_harm(reference, written, target, opts, console)
     if len(paths) == 1 and target.is_challenge_split:
@@ -153,6 +167,23 @@ def _do_no_harm(reference: Path, written: list, target, options: dict, console) 
         if z.shape != logits.shape:
             raise KitError(f"{csv} and the reference do not cover the same images")
     record_checks(dest, logits, written, console)
+
+
+def _estimates(written: list, vals: list, console) -> None:
+    """Each run's label-free estimate (the other runs on the same images as its members), printed and
+    recorded in the JSON beside its logits."""
+    import json
+
+    from submission.data.files import write_json
+    from submission.predict.trust import print_record, record
+
+    for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
+        others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
+        why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
+        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, [logits, *others], why)
+        meta = dest.with_suffix(".json")
+        write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
+        print_record(console, dest.parent.name, rec)
 
 
 def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:

@@ -148,8 +148,35 @@ def test_ensemble_and_its_check_import_neither_torch_nor_opencv(two_runs, tmp_pa
     _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--submission", str(sub), "--cache-dir", str(two_runs / "cache")]))
     checked = run("--runs", str(two_runs), "--check", str(sub))
     assert checked.returncode == 0 and "is a valid submission" in checked.stdout, checked.stderr
-    made = run("--runs", str(two_runs), "--submission", str(tmp_path / "e.csv"))
-    assert made.returncode == 0, made.stderr
+    made = run("--runs", str(two_runs), "--submission", str(tmp_path / "e.csv"), "--report", str(tmp_path / "r.html"))
+    assert made.returncode == 0 and (tmp_path / "r.html").is_file(), made.stderr
+
+
+def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_runs, tmp_path):
+    from submission.predict.trust import measured
+
+    cache = ["--cache-dir", str(two_runs / "cache")]
+    out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), *cache]))
+    assert out.count("estimated accuracy") == 2 and "members agree on" in out
+    for seed in (0, 1):
+        meta = json.loads((two_runs / f"seed{seed}/logits_WBC2_best_tta.json").read_text())
+        rec = meta["trust"]
+        assert rec["available"] and rec["estimator"] == measured()["estimator"]
+        assert rec["macro_f1_error"] == measured()["macro_f1_error_p90"] and len(rec["per_class_f1"]) == 11
+        val = pd.read_csv(two_runs / f"seed{seed}" / meta["source_val_logits"])
+        assert list(val.columns[:3]) == ["Image", "label", "basophil"] and len(val) > 0
+    sub = tmp_path / "submission.csv"
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub), "--report",
+                                           str(tmp_path / "report.html")]))
+    assert "ensemble: estimated accuracy" in out and "lab report" in out
+    rec = json.loads(sub.with_suffix(".json").read_text())["trust"]
+    assert rec["available"] and 0 <= rec["agreement"] <= 1 and sum(rec["predicted_counts"].values()) == 30
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<img ") > 0 and "Estimated macro F1" in page
+    out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--no-estimate", *cache]))
+    assert "estimated" not in out
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub)]))
+    assert "not available" in out and "no source-validation logits" in out.replace("\n", " ")
 
 
 def test_every_setting_has_its_option_with_the_dataclass_default():

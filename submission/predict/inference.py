@@ -40,7 +40,7 @@ class SourceVal(NamedTuple):
 
 def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=32, workers=0, cache=True,
                 cache_dir="cache", progress=None, adabn: str = "stored", prior_em: bool | None = None,
-                source_val: bool = False):
+                source_val: bool = False, source_bn: str = "same"):
     """Logits (N, K) of one checkpoint on the target images, in target order; with `source_val`, the pair
     (logits, SourceVal or None when the run held out no source fold or its sources are not on disk).
 
@@ -49,7 +49,8 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     it estimated on its target (adabn="stored"), or with statistics re-estimated on these very
     images ("refit"), or its training ones ("off"). With prior correction (the run's setting
     unless `prior_em` says otherwise), the logits are the log of the EM-adjusted posteriors.
-    The source-validation cells go through that same model (each source at its own crop and normalisation).
+    The source-validation cells go through that same model (each source at its own crop and normalisation),
+    or with `source_bn="source"` through the checkpoint's training BatchNorm statistics.
     """
     if adabn not in ADABN_MODES:
         raise KitError(f"--adabn must be one of {', '.join(ADABN_MODES)}, not {adabn!r}")
@@ -75,6 +76,8 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     if held_out is None:
         return logits, None
     data, labels, names = held_out
+    if source_bn == "source" and run_adabn and adabn != "off":
+        model.load_state_dict(ckpt["model"])
     val_logits = run(eval_loader(data, batch_size, workers, pin_memory=dev.type == "cuda"), len(data), "source validation")
     return logits, SourceVal(val_logits, labels, names)
 

@@ -1,0 +1,247 @@
+"""The lab report: one self-contained HTML page per predicted split or folder, for a hematologist to look at
+the cells rather than read a CSV. Summary (predicted class counts beside the sources' mix, the label-free
+estimate with its measured error, the members' agreement, warnings), an entropy histogram, per-class
+galleries (the most confident and the most uncertain cells, each with its top-2 classes), the uncertain
+cells, and a table sortable by any column (also from the address: report.html#sort=-confidence).
+
+Plain HTML, CSS and a few lines of JavaScript; thumbnails embedded as data URIs; nothing is fetched. Imports
+neither torch nor OpenCV (Pillow reads the images)."""
+
+import base64
+import html
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from submission.data.files import atomic_path
+
+GALLERY = 6  # most confident and most uncertain cells shown per class
+UNCERTAIN_LIST = 48  # uncertain cells listed, least confident first
+THUMB = 96  # px
+
+
+def thumbnail(path: Path, size: int = THUMB) -> str:
+    """A JPEG data URI of the image, its longer side `size` px (a grey placeholder if it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=80)
+    except OSError:
+        buf = io.BytesIO()
+        Image.new("RGB", (size, size), (200, 200, 200)).save(buf, format="JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def cell_table(mean: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: predicted class, its probability, the second class and its probability, entropy."""
+    classes = list(mean.columns[1:])
+    z = mean[classes].to_numpy(float)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    top = np.argsort(-p, 1)[:, :2]
+    rows = np.arange(len(p))
+    return pd.DataFrame({"image": mean["Image"].to_numpy(), "label": [classes[i] for i in top[:, 0]],
+                         "confidence": p[rows, top[:, 0]], "second": [classes[i] for i in top[:, 1]],
+                         "second_p": p[rows, top[:, 1]],
+                         "entropy": -(p * np.log(np.clip(p, 1e-300, None))).sum(1)})
+
+
+def gallery_picks(cells: pd.DataFrame, k: int = GALLERY) -> dict[str, tuple[list[int], list[int]]]:
+    """Per predicted class (in class order): row positions of its k most confident cells and of its k most
+    uncertain among the rest (each cell shown once)."""
+    out = {}
+    for label, rows in cells.groupby("label", sort=False):
+        order = rows.sort_values("confidence", ascending=False, kind="stable").index.to_list()
+        confident = order[:k]
+        uncertain = [i for i in reversed(order) if i not in confident][:k]
+        out[label] = ([cells.index.get_loc(i) for i in confident], [cells.index.get_loc(i) for i in uncertain])
+    return out
+
+
+def expected_images(cells: pd.DataFrame, min_confidence: float) -> int:
+    """How many thumbnails the page embeds: the galleries plus the uncertain list."""
+    picks = gallery_picks(cells)
+    return sum(len(a) + len(b) for a, b in picks.values()) + min(int((cells["confidence"] < min_confidence).sum()),
+                                                                  UNCERTAIN_LIST)
+
+
+def _figure(src: str, row, note: str = "") -> str:
+    name = html.escape(str(row.image))
+    return (f'<figure><img src="{src}" alt="{name}" loading="lazy"><figcaption><b>{html.escape(row.label)}</b> '
+            f'{row.confidence:.0%}<br>{html.escape(row.second)} {row.second_p:.0%}{note}<br><small>{name}</small>'
+            "</figcaption></figure>")
+
+
+def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dict | None) -> str:
+    est = rec or {}
+    if est.get("available"):
+        head = (f'<p class="big">Estimated macro F1 <b>{est["macro_f1"]:.2f} ± {est["macro_f1_error"]:.2f}</b>, '
+                f'accuracy {est["accuracy"]:.2f} ± {est["accuracy_error"]:.2f}</p><p class="note">Label-free estimate '
+                f'({html.escape(est["estimator"])}); 9 in 10 of {html.escape(est["measured_on"])} were within the ±.</p>')
+    else:
+        head = f'<p class="big">Estimated macro F1: not available</p><p class="note">{html.escape(est.get("why", ""))}</p>'
+    if est.get("agreement") is not None:
+        head += f'<p>The members agree on <b>{est["agreement"]:.0%}</b> of the cells.</p>'
+    warns = "".join(f"<li>{html.escape(w)}</li>" for w in est.get("warnings", []))
+    if warns:
+        head += f'<ul class="warn">{warns}</ul>'
+    counts = cells["label"].value_counts()
+    per_class = est.get("per_class_f1", {})
+    rows = []
+    for c in classes:
+        n = int(counts.get(c, 0))
+        share = n / max(len(cells), 1)
+        mix = f"{source_mix[c]:.1%}" if source_mix else "-"
+        f1 = f"{per_class[c]:.2f}" if c in per_class else "-"
+        rows.append(f'<tr><td><a href="#g-{_slug(c)}">{html.escape(c)}</a></td><td>{n}</td><td><span class="bar" '
+                    f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td><td>{mix}</td><td>{f1}</td></tr>')
+    return (head + '<table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th><th>sources\' mix</th>'
+            "<th>expected F1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _histogram(entropy: np.ndarray, classes: int, bins: int = 20) -> str:
+    """An inline SVG histogram of the cells' entropy (0 to log K nats)."""
+    counts, edges = np.histogram(entropy, bins=bins, range=(0, np.log(classes)))
+    w, h, top = 400, 120, max(int(counts.max()), 1)
+    bars = "".join(f'<rect x="{i * w / bins + 1:.1f}" y="{h - c / top * h:.1f}" width="{w / bins - 2:.1f}" '
+                   f'height="{c / top * h:.1f}"><title>{edges[i]:.2f}-{edges[i + 1]:.2f} nats: {c} cells</title></rect>'
+                   for i, c in enumerate(counts))
+    return (f'<svg class="hist" viewBox="0 -4 {w} {h + 24}" role="img" aria-label="entropy histogram">{bars}'
+            f'<text x="0" y="{h + 16}">0 (sure)</text><text x="{w}" y="{h + 16}" text-anchor="end">'
+            f'{np.log(classes):.2f} nats (no idea)</text></svg>')
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower())
+
+
+def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict, title: str,
+           source_mix: dict | None = None, min_confidence: float = 0.5) -> str:
+    """The page: `cells` from cell_table, `paths[i]` the image file of cells row i."""
+    thumbs: dict[int, str] = {}
+
+    def thumb(i: int) -> str:
+        if i not in thumbs:
+            thumbs[i] = thumbnail(paths[i])
+        return thumbs[i]
+
+    galleries = []
+    for label, (confident, uncertain) in sorted(gallery_picks(cells).items(), key=lambda kv: classes.index(kv[0])):
+        n = int((cells["label"] == label).sum())
+        figs = "".join(_figure(thumb(i), cells.iloc[i]) for i in confident)
+        figs_u = "".join(_figure(thumb(i), cells.iloc[i]) for i in uncertain)
+        galleries.append(f'<section class="gallery" id="g-{_slug(label)}" data-class="{html.escape(label)}">'
+                         f"<h3>{html.escape(label)} <small>{n} cells</small></h3><h4>most confident</h4>"
+                         f'<div class="cells">{figs}</div>' + (f'<h4>most uncertain</h4><div class="cells">{figs_u}</div>'
+                                                               if figs_u else "") + "</section>")
+    unsure = cells[cells["confidence"] < min_confidence].sort_values("confidence", kind="stable")
+    listed = "".join(_figure(thumb(cells.index.get_loc(i)), row) for i, row in unsure.head(UNCERTAIN_LIST).iterrows())
+    more = f"<p>{len(unsure) - UNCERTAIN_LIST} more in the table below.</p>" if len(unsure) > UNCERTAIN_LIST else ""
+    body_rows = "".join(
+        f'<tr><td>{html.escape(str(r.image))}</td><td>{html.escape(r.label)}</td><td data-v="{r.confidence:.6f}">'
+        f'{r.confidence:.1%}</td><td>{html.escape(r.second)}</td><td data-v="{r.second_p:.6f}">{r.second_p:.1%}</td>'
+        f'<td data-v="{r.entropy:.6f}">{r.entropy:.2f}</td></tr>' for r in cells.itertuples())
+    return PAGE.format(
+        title=html.escape(title), made=datetime.now().strftime("%Y-%m-%d %H:%M"), n=len(cells),
+        summary=_summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
+        galleries="".join(galleries), n_unsure=len(unsure), min_conf=f"{min_confidence:.0%}",
+        uncertain=(f'<div class="cells">{listed}</div>{more}' if len(unsure) else "<p>None.</p>"),
+        rows=body_rows, css=CSS, js=JS)
+
+
+def source_mix_of(run_dirs: list[Path], classes: list[str]) -> dict | None:
+    """The sources' class mix (mean over the sources of the first run that recorded one)."""
+    for d in run_dirs:
+        f = Path(d) / "class_mix.json"
+        if f.is_file():
+            mixes = json.loads(f.read_text())
+            return dict(zip(classes, np.mean(list(mixes.values()), 0).tolist()))
+    return None
+
+
+def write_lab_report(dest: Path, mean: pd.DataFrame, target, rec: dict, files: list[Path], min_confidence: float) -> int:
+    """Write the page for the ensemble's mean logits on `target`; returns the number of thumbnails embedded."""
+    cells = cell_table(mean)
+    by_name = dict(zip(target.images, target.rel_paths))
+    paths = [Path(target.data_root) / by_name[name] for name in cells["image"]]
+    classes = list(mean.columns[1:])
+    page = render(cells, classes, paths, rec, f"{target.name}: {len(cells)} cells, {len(files)} runs",
+                  source_mix_of([f.parent for f in files], classes), min_confidence)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return page.count("<img ")
+
+
+CSS = """
+:root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#fafbfc}
+body{margin:0 auto;max-width:1100px;padding:12px 16px 40px}
+h1{font-size:1.5rem;margin:.4rem 0}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d8dde4}
+h3{margin:.6rem 0 .2rem}h4{margin:.3rem 0;font-weight:500;color:#58606c}
+.big{font-size:1.25rem;margin:.4rem 0}.note{color:#58606c;font-size:.9rem;margin:.2rem 0}
+.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.5rem 1.6rem;margin:.6rem 0}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #e6e9ee}
+th{position:sticky;top:0;background:#eef1f5}
+#cells th{cursor:pointer;user-select:none}#cells th[aria-sort=ascending]::after{content:" \\25B2"}
+#cells th[aria-sort=descending]::after{content:" \\25BC"}
+.counts td:nth-child(3){min-width:9rem}
+.bar{display:inline-block;height:.7rem;background:#4c78a8;margin-right:6px;vertical-align:middle;max-width:6rem}
+.cells{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:108px;font-size:.72rem;line-height:1.2}
+figure img{width:96px;height:96px;object-fit:contain;background:#fff;border:1px solid #d8dde4;border-radius:4px}
+figcaption{overflow-wrap:anywhere}figcaption small{color:#808893;word-break:break-all}
+.hist{width:100%;max-width:520px;height:auto}.hist rect{fill:#4c78a8}.hist text{font-size:11px;fill:#58606c}
+.gallery{border-top:1px dashed #d8dde4;padding-top:.3rem}
+.scroll{max-height:70vh;overflow:auto}
+@media (max-width:600px){figure{width:84px}figure img{width:76px;height:76px}body{padding:8px}}
+"""
+
+JS = """
+(function(){
+  var table=document.getElementById('cells'), body=table.tBodies[0], heads=table.tHead.rows[0].cells;
+  function value(row,i){var c=row.cells[i];return c.dataset.v!==undefined?parseFloat(c.dataset.v):c.textContent;}
+  function sortBy(key,desc){
+    var i=-1;for(var k=0;k<heads.length;k++){heads[k].removeAttribute('aria-sort');if(heads[k].dataset.key===key)i=k;}
+    if(i<0)return;
+    var rows=Array.prototype.slice.call(body.rows);
+    rows.sort(function(a,b){var x=value(a,i),y=value(b,i);var r=(typeof x==='number')?x-y:String(x).localeCompare(String(y),undefined,{numeric:true});return desc?-r:r;});
+    rows.forEach(function(r){body.appendChild(r);});
+    heads[i].setAttribute('aria-sort',desc?'descending':'ascending');
+  }
+  function fromHash(){var m=/sort=(-?)([a-z_]+)/.exec(location.hash);if(m)sortBy(m[2],m[1]==='-');}
+  for(var k=0;k<heads.length;k++){heads[k].addEventListener('click',function(){
+    var key=this.dataset.key,desc=this.getAttribute('aria-sort')==='ascending';
+    history.replaceState(null,'','#sort='+(desc?'-':'')+key);sortBy(key,desc);});}
+  window.addEventListener("hashchange",fromHash);fromHash();
+})();
+"""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Lab report: {title}</title><style>{css}</style></head>
+<body>
+<header><h1>Lab report: {title}</h1><p class="note">Made {made} by the white-blood-cell adaptation kit. No labels
+were used: every number here is the model's own, or estimated without labels.</p></header>
+<section id="summary"><h2>Summary</h2>{summary}</section>
+<section id="uncertainty"><h2>How sure the model is</h2><p>Entropy of each cell's predicted probabilities
+({n} cells): the further right, the less sure.</p>{histogram}</section>
+<section id="galleries"><h2>Cells by predicted class</h2>{galleries}</section>
+<section id="uncertain"><h2>Uncertain cells ({n_unsure}, top probability below {min_conf})</h2>{uncertain}</section>
+<section id="table-section"><h2>Every cell</h2><p class="note">Click a column to sort; the address keeps the
+order (e.g. #sort=-confidence).</p><div class="scroll"><table id="cells"><thead><tr><th data-key="image">image</th>
+<th data-key="label">class</th><th data-key="confidence">probability</th><th data-key="second">second class</th>
+<th data-key="second_p">its probability</th><th data-key="entropy">entropy</th></tr></thead><tbody>{rows}</tbody>
+</table></div></section>
+<script>{js}</script>
+</body></html>
+"""
