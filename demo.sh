@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The kit's main job on the embedded synthetic demo, start to finish:
-# set up, generate the demo data, train 2 seeds, predict WBC2 with TTA, ensemble, check submission.csv.
+# set up, generate the demo data, train 2 seeds, predict WBC2 with TTA, ensemble, check submission.csv,
+# and write the lab report (runs/report.html: open it in a browser).
 # The seeds train 6 of the --demo preset's 8 epochs, so the whole demo stays well within 10 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +15,6 @@ for seed in 0 1; do
   "$PY" train.py --demo --epochs 6 --seed "$seed" --overwrite
 done
 "$PY" infer.py --tta --labels demo/labels
-"$PY" ensemble.py --labels demo/labels --plot runs/ensemble.png
+"$PY" ensemble.py --labels demo/labels --plot runs/ensemble.png --report runs/report.html
 "$PY" ensemble.py --check submission.csv
-echo "demo finished in $(( $(date +%s) - start ))s after installation: submission.csv"
+echo "demo finished in $(( $(date +%s) - start ))s after installation: submission.csv, and the lab report runs/report.html"

@@ -25,6 +25,8 @@ CHOICES = {
     "snd-t0.05": Choice("target_snd_t0.05", True, "guarded SND at the paper's temperature 0.05", guarded=True),
     "mixval": Choice("target_mixval", True, "accuracy on mixed target pairs (MixVal; needs the model, so computed "
                                             "during training)"),
+    "estimate": Choice("target_estimate", True, "the label-free estimate of target macro F1 that infer.py prints "
+                                                "(calibrated on source validation)"),
 }
 
 

@@ -131,6 +131,8 @@ class TrainConfig:
                                     "EM (Saerens et al. 2002).")
     watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
                                             "score checkpoint choices later; never used for the choice.")
+    keep_epochs: bool = setting(False, "Studies: also keep every epoch's weights (RUN/epochs/epochNNN.pt) to score "
+                                       "checkpoint choices on other labs later.")
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
@@ -223,6 +225,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise KitError(f"--{name.replace('_', '-')} needs the target images in the batch (--target-in-batch)")
     if cfg.select == "avg" and cfg.average_last < 1:
         raise KitError("--select avg needs --average-last of at least 1")
+    if cfg.select in ("source-val", "estimate") and cfg.val_fold < 0:
+        raise KitError(f"--select {cfg.select} needs a held-out source fold: --val-fold 0 (or 1-4), not -1")
     if not 0.0 <= cfg.colour_aug <= 1.0:
         raise KitError(f"--colour-aug is a share between 0 and 1, not {cfg.colour_aug}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 16:

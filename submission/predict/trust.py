@@ -5,7 +5,6 @@ lab bank, the members' agreement, per-class expected F1 and warnings. NumPy only
 The source-validation logits a run's estimate is calibrated on are written by infer.py beside its target
 logits (`source_val_...csv`: Image, label, one logit column per class)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,7 @@ import pandas as pd
 from submission.scoring import trust
 
 LOW_F1, LOW_AGREEMENT, LOW_CLASS_F1 = 0.5, 0.8, 0.2  # the trust study's warning levels (fixed with its rule)
-MEASURED = Path(trust.__file__).with_name("trust_measured.json")
-
-
-def measured() -> dict:
-    """What the trust study chose and measured (estimator, source-validation BatchNorm, error bars)."""
-    return json.loads(MEASURED.read_text())
+measured = trust.measured
 
 
 def source_val_name(logits_csv: str) -> str:

@@ -18,10 +18,13 @@ F1 (the ratio of expected counts, as confidence-based performance estimation doe
 - naive: source-validation scores as they are.
 """
 
+import json
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+MEASURED = Path(__file__).with_name("trust_measured.json")  # written by the trust study's report
 ESTIMATORS = ("calibrated", "atc-mc", "atc-ne", "doc", "agreement", "source-val")
 
 
@@ -161,3 +164,14 @@ def estimates(source_logits: np.ndarray | None, source_labels: np.ndarray | None
     drop = src.max(1).mean() - tgt.max(1).mean()
     out["doc"] = Estimate(src_obs.accuracy - drop, src_obs.macro_f1 - drop, np.clip(src_obs.per_class_f1 - drop, 0, 1))
     return out
+
+
+def measured() -> dict:
+    """What the trust study chose and measured on the lab bank: the estimator, the BatchNorm statistics its
+    source-validation cells go through ("same" as the target's, or the training "source" ones), error bars."""
+    return json.loads(MEASURED.read_text())
+
+
+def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_logits: np.ndarray) -> float:
+    """The chosen estimator's macro F1 of a target prediction (the `estimate` checkpoint choice's score)."""
+    return float(estimates(source_logits, source_labels, target_logits)[measured()["estimator"]].macro_f1)

@@ -17,7 +17,7 @@ from submission.studies.trust_study import LABS, METHODS, SEEDS, pred_path
 CANDIDATES = ("calibrated", "atc-mc", "atc-ne", "doc")
 VARIANTS = ("same", "source")
 TIE = 0.005
-MEASURED = Path(trust.__file__).with_name("trust_measured.json")
+MEASURED = trust.MEASURED
 BASE = {"AdaBN": "source-only", "strong aug + AdaBN": "strong aug"}  # the same weights with training BatchNorm
 
 
@@ -116,6 +116,12 @@ def write_report(bank: Path, out: Path, docs: Path) -> dict:
         labs = points[points["group"] == g]["lab"].nunique()
         lines += [f"## {g} labs ({labs} labs, {int(table['points'].iloc[0])} points)", "", _md(table.round(4)), ""]
     lines += ["## Do no harm by the estimate (AdaBN vs source-only, per lab and seed)", "", _md(harm.round(4)), ""]
+    picks = choice_points(bank, out, chosen)
+    if len(picks):
+        default, table = choice_table(picks)
+        write_csv(docs / "choice_points.csv", picks.round(4))
+        lines += ["## Checkpoint choice by the estimate (rule 7; gap = best epoch's WBC2 macro F1 - the pick's)", "",
+                  f"Default by the rule on the selection labs: **{default}**.", "", _md(table.round(4)), ""]
     text = "\n".join(lines) + "\n"
     with atomic_path(docs / "trust.md") as tmp:
         Path(tmp).write_text(text)
@@ -162,3 +168,50 @@ def _scatter(points: pd.DataFrame, chosen: str, dest: Path) -> None:
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def choice_points(bank: Path, out: Path, chosen: str) -> pd.DataFrame:
+    """Rule 7: per lab, seed and choice (last, source-val, avg, im, estimate) the pick's WBC2 macro F1 and its
+    gap to the run's best epoch; every score recomputed from the saved outputs."""
+    from submission.data.classes import CLASSES
+    from submission.scoring.validators import pick, target_scores
+    from submission.studies.trust_study import CHOICE_NAMES
+
+    name, variant = chosen.split("/")
+    rows = []
+    for lab in LABS:
+        for f in sorted((Path(out) / "choices" / "preds" / lab).glob("seed*.npz")):
+            z = np.load(f)
+            truth = _truth(bank, lab, "WBC2", list(z["WBC2_images"]))
+            labels = z["val_labels"]
+            keys = sorted({k.split("|")[0] for k in z.files if "|" in k} - {"avg"}, key=int)
+            epochs = []
+            for key in (*keys, "avg"):
+                val, w1 = z[f"{key}|val|{variant}"], z[f"{key}|WBC1"]
+                row = {"epoch": -1 if key == "avg" else int(key),
+                       "source_val_f1": f1_scores(labels, val.argmax(1))["macro_f1"],
+                       **target_scores(w1, CLASSES, 0.005, 1, 1.0),
+                       "target_estimate": trust.estimates(val, labels, w1)[name].macro_f1,
+                       "wbc2_f1": f1_scores(truth, z[f"{key}|WBC2"].argmax(1))["macro_f1"]}
+                epochs.append(row)
+            per_epoch, avg = epochs[:-1], epochs[-1]
+            best = max(r["wbc2_f1"] for r in per_epoch)
+            for choice in CHOICE_NAMES:
+                got = avg if choice == "avg" else per_epoch[pick(per_epoch, choice)]
+                rows.append({"lab": lab, "group": group(lab), "seed": f.stem, "choice": choice, "epoch": got["epoch"],
+                             "wbc2_f1": got["wbc2_f1"], "gap": best - got["wbc2_f1"]})
+    return pd.DataFrame(rows)
+
+
+def choice_table(points: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Rule 7's default on the selection labs, and the gaps per lab group and choice."""
+    from submission.choices import CHOICES
+    from submission.studies.study_report import default_choice
+
+    default, _ = default_choice(points[points["group"] == "selection"])
+    g = points.groupby(["group", "choice"])
+    table = pd.DataFrame({"runs": g.size(), "gap_mean": g["gap"].mean(), "gap_se": g["gap"].std(ddof=1) / np.sqrt(g.size()),
+                          "wbc2_f1": g["wbc2_f1"].mean(), "worst_gap": g["gap"].max()}).reset_index()
+    order = {c: i for i, c in enumerate(CHOICES)}
+    table = table.sort_values(["group", "choice"], key=lambda s: s.map(order) if s.name == "choice" else s)
+    return default, table

@@ -23,6 +23,11 @@ The rule (written before any estimate was scored):
    at least the source-only run's; adopted for `ensemble.py --do-no-harm` only if on the selection labs it
    raises the mean true macro F1 over always adapting and does not lower the worst lab; reported on the
    test labs either way.
+7. Checkpoint choice by the estimate (`choices`): the kit's recipe trained with every epoch kept (its weights
+   do not depend on the lab: the target never enters a training step), each epoch and avg.pt given each
+   lab's AdaBN statistics from WBC1; for last, source-val, avg, im and estimate, the gap of the pick's
+   WBC2 macro F1 (no TTA) to the run's best epoch. The default is the one with the smallest mean gap on
+   the selection labs, within one standard error the simplest (CHOICES' order); the test labs confirm.
 """
 
 import time
@@ -75,7 +80,8 @@ Out = Annotated[Path, typer.Option(help="Study folder: runs, predictions, tables
 @user_errors
 def run(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.Device = "auto",
         seeds: Annotated[str, typer.Option(help="Seeds (default: 0,1,2); two processes can take one each.")] = "",
-        labs: Annotated[str, typer.Option(help="Labs (default: selection, test, demo, lab B).")] = ""):
+        labs: Annotated[str, typer.Option(help="Labs (default: selection, test, demo, lab B).")] = "",
+        methods: Annotated[str, typer.Option(help="Methods (default: all four); two processes can split them.")] = ""):
     """Train the runs (one per trainer and seed: none of these methods trains on a lab) and predict every lab.
     Resumable: runs and predictions already there are kept."""
     from rich.console import Console
@@ -90,7 +96,7 @@ def run(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.D
         if not (Path(bank) / lab / "lab.json").is_file():
             write_lab(bank, lab)
     for seed in (tuple(int(s) for s in seeds.split(",")) if seeds else SEEDS):
-        for method in METHODS:
+        for method in [m.strip() for m in methods.split(",") if m.strip()] or METHODS:
             t = time.time()
             took = train_run(method, lab_list[0], seed, bank, out, device, 0, console)
             ckpt = load_checkpoint(run_dir(out, method, lab_list[0], seed) / "best.pt")
@@ -98,6 +104,70 @@ def run(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.D
                 predict_lab(ckpt, method, lab, seed, bank, out, device)
             console.print(f"{method} seed {seed}: trained in {took:.0f}s, {len(lab_list)} labs predicted in "
                           f"{time.time() - t - took:.0f}s")
+
+
+CHOICE_SEEDS = (0, 1)
+CHOICE_NAMES = ("last", "source-val", "avg", "im", "estimate")
+
+
+def choice_run(out: Path, seed: int) -> Path:
+    return Path(out) / "choices" / "runs" / f"seed{seed}"
+
+
+def predict_epochs(run: Path, lab: str, bank: Path, out: Path, device: str) -> None:
+    """Per kept epoch and avg.pt: WBC1 and WBC2 logits (no TTA) with the lab's AdaBN statistics from WBC1,
+    and the source-validation logits through both BatchNorm statistics (the lab's, and the training ones)."""
+    from submission.data.files import atomic_path
+    from submission.data.targets import Target
+    from submission.predict.inference import batchnorm_of, predict_run
+    from submission.train.checkpoint import load_checkpoint
+
+    dest = Path(out) / "choices" / "preds" / lab / f"{run.name}.npz"
+    if dest.is_file():
+        return
+    data, arrays = Path(bank) / lab / "data", {}
+    opts = dict(device=device, cache_dir=str(Path(out) / "cache"), batch_size=256, tta=False)
+    w1, w2 = Target.from_split("WBC1", data), Target.from_split("WBC2", data)
+    for path in [*sorted((run / "epochs").glob("epoch*.pt")), run / "avg.pt"]:
+        ckpt = load_checkpoint(path)
+        ckpt["target_bn"] = batchnorm_of(ckpt, w1, **{k: v for k, v in opts.items() if k != "tta"})
+        key = "avg" if path.stem == "avg" else str(ckpt["epoch"])
+        for bn in ("same", "source"):
+            arrays[f"{key}|WBC1"], val = predict_run(ckpt, w1, adabn="stored", source_val=True, source_bn=bn, **opts)
+            arrays[f"{key}|val|{bn}"], arrays["val_labels"] = val.logits, val.labels
+        arrays[f"{key}|WBC2"] = predict_run(ckpt, w2, adabn="stored", **opts)
+    arrays["WBC2_images"] = np.array(w2.images)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@app.command()
+@user_errors
+def choices(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.Device = "auto",
+            seeds: Annotated[str, typer.Option(help="Seeds (default: 0,1).")] = "",
+            labs: Annotated[str, typer.Option(help="Labs (default: selection, test, demo, lab B).")] = ""):
+    """Checkpoint choice by the estimate (rule 7): the kit's recipe with every epoch kept, scored on every lab."""
+    from rich.console import Console
+
+    from submission.config import make_config
+    from submission.studies.lab_bank import parse_labs
+    from submission.train.loop import fit
+
+    console = Console()
+    lab_list = parse_labs(labs) if labs else list(LABS)
+    for seed in (tuple(int(s) for s in seeds.split(",")) if seeds else CHOICE_SEEDS):
+        run = choice_run(out, seed)
+        if not (run / "done").is_file():
+            t = time.time()
+            cfg = make_config("kit", demo=True, **P.BUDGET, keep_epochs=True, data_root=str(Path(bank) / lab_list[0] / "data"),
+                              runs=str(run.parent), seed=seed, device=device, workers=0, cache_dir=str(Path(out) / "cache"))
+            with open(run.parent / f"seed{seed}.log", "w") as log:
+                fit(cfg, overwrite=True, console=Console(file=log, width=150, force_terminal=False))
+            (run / "done").write_text(f"{time.time() - t:.1f}\n")
+        t = time.time()
+        for lab in lab_list:
+            predict_epochs(run, lab, bank, out, device)
+        console.print(f"choices seed {seed}: {len(lab_list)} labs predicted in {time.time() - t:.0f}s")
 
 
 @app.command()

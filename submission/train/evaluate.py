@@ -12,6 +12,7 @@ from submission.data.datasets import eval_loader
 from submission.data.rundata import RunData
 from submission.methods.adabn import batchnorm_swapped, target_batchnorm
 from submission.methods.tta import predict_logits
+from submission.scoring import trust
 from submission.scoring.metrics import f1_scores
 from submission.scoring.mixval import mixval
 from submission.scoring.validators import target_scores
@@ -40,9 +41,10 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
         part = torch.utils.data.Subset(dataset, shard(len(dataset), ranks).tolist())
         return gather(predict_logits(model, eval_loader(part, bs, workers), device, amp, channels_last), ranks)
 
-    row, val_pred = {}, None
+    row, val_pred, val_logits = {}, None, None
     if data.source_val is not None:
-        val_pred = logits(data.source_val).argmax(1)
+        val_logits = logits(data.source_val)
+        val_pred = val_logits.argmax(1)
         scores = f1_scores(data.source_val.labels, val_pred)
         row["source_val_f1"], row["source_val_micro_f1"] = scores["macro_f1"], scores["micro_f1"]
     else:
@@ -57,4 +59,9 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
         row["target_mixval"] = mixval(model, images, target_logits[pick].argmax(1), device, seed=cfg.seed * 1000 + epoch,
                                       amp=amp, channels_last=channels_last)
         watched = logits(data.watch) if data.watch is not None else None
+        row["target_estimate"] = float("nan")
+        if val_logits is not None:  # through the target's BatchNorm statistics, if the trust study chose so
+            same = target_bn is not None and trust.measured()["source_val_batchnorm"] == "same"
+            row["target_estimate"] = trust.estimated_f1(logits(data.source_val) if same else val_logits,
+                                                        data.source_val.labels, target_logits)
     return Evaluation(row, target_logits, val_pred, target_bn, watched)

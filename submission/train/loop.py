@@ -257,6 +257,9 @@ def end_epoch(run: RunState, epoch: int, row: dict) -> bool:
         state, cfg, data.run_info, epoch, row["step"], row, optimizer=run.optimizer.state_dict(),
         history=run.history, best=run.best, average=run.average.to_dict() if run.average.epochs else None,
         world_size=run.ranks.world, **bn_extra))
+    if cfg.keep_epochs:
+        save_torch(run_dir / "epochs" / f"epoch{epoch:03d}.pt", checkpoint_dict(
+            state, cfg, data.run_info, epoch, row["step"], row, selected_by=f"epoch {epoch}", **bn_extra))
     run.saved_epoch = epoch
     write_csv(run_dir / "metrics.csv", pd.DataFrame(run.history))
     return is_best
