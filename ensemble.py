@@ -77,15 +77,8 @@ def main(
     """
     from submission.data.files import write_csv
     from submission.data.targets import Target, run_folders
-    from submission.predict.submit import (
-        check_submission,
-        ensemble_logits,
-        predictions_frame,
-        read_logits,
-        read_submission,
-        submission_frame,
-        write_submission,
-    )
+    from submission.predict.submit import (check_submission, ensemble_logits, predictions_frame, read_logits,
+                                           read_submission, submission_frame, write_submission)
 
     console = Console()
     name = images.name if images else split
@@ -129,10 +122,15 @@ def main(
 
     _report(console, sub, frames, names, name, files[0].stem, plot, labels)
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
-    rec = _trust(files, frames, mean, console)
+    _trust_and_report(files, frames, mean, Path(written), target, report, min_confidence, console)
+
+
+def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, console) -> None:
+    """The ensemble's trust record (printed, and in the JSON beside the file written) and the lab report."""
     from submission.data.files import write_json
 
-    write_json(Path(written).with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec})
+    rec = _trust(files, frames, mean, console)
+    write_json(written.with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec})
     if report is not None:
         from submission.predict.lab_report import write_lab_report
 

@@ -40,25 +40,17 @@ def main(
                                             "(stored), re-estimated on the images predicted (refit), or the training "
                                             "ones (off).")] = "stored",
     reference: cli.Reference = None,
-    estimate: Annotated[bool, typer.Option("--estimate/--no-estimate", help=(
-        "Also predict the run's held-out source fold through the same model, and print and record the "
-        "label-free estimate of accuracy and macro F1 with its measured error."))] = True,
+    estimate: cli.Estimate = True,
 ):
     """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
     with a .json beside it saying what it holds. With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
     file (for any other folder); with several, run ensemble.py.
     """
-    from submission.data.files import write_csv, write_json
+    from submission.data.files import write_csv
     from submission.data.targets import find_runs, logits_name
     from submission.predict.inference import predict_run
-    from submission.predict.submit import (
-        logits_frame,
-        predictions_frame,
-        read_labels,
-        submission_frame,
-        write_submission,
-    )
-    from submission.predict.trust import measured, source_val_name, write_source_val
+    from submission.predict.submit import logits_frame, predictions_frame, read_labels, submission_frame, write_submission
+    from submission.predict.trust import measured
     from submission.progress import data_progress
     from submission.scoring.plots import score, scores_table
     from submission.train.checkpoint import load_checkpoint
@@ -78,13 +70,7 @@ def main(
         logits, val = out if estimate else (out, None)
         frame = logits_frame(target.images, logits, ckpt["classes"])
         dest = path.parent / logits_name(target.name, path.stem, tta)
-        write_csv(dest, frame)
-        meta = _describe(path, ckpt, target, tta, adabn)
-        dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
-        if val is not None:
-            write_source_val(dest.with_name(source_val_name(dest)), val, ckpt["classes"])
-            meta["source_val_logits"] = source_val_name(dest)
-        write_json(dest.with_suffix(".json"), meta)
+        _write(dest, frame, val, _describe(path, ckpt, target, tta, adabn))
         written.append((dest, logits))
         vals.append((val, tuple(target.images), ckpt["classes"]))
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
@@ -167,6 +153,19 @@ def _do_no_harm(reference: Path, written: list, target, options: dict, console) 
         if z.shape != logits.shape:
             raise KitError(f"{csv} and the reference do not cover the same images")
     record_checks(dest, logits, written, console)
+
+
+def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
+    """The logits CSV, the source-validation logits beside it (when predicted) and the JSON saying what they hold."""
+    from submission.data.files import write_csv, write_json
+    from submission.predict.trust import source_val_name, write_source_val
+
+    write_csv(dest, frame)
+    dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
+    if val is not None:
+        write_source_val(dest.with_name(source_val_name(dest)), val, list(frame.columns[1:]))
+        meta["source_val_logits"] = source_val_name(dest)
+    write_json(dest.with_suffix(".json"), meta)
 
 
 def _estimates(written: list, vals: list, console) -> None:

@@ -81,6 +81,9 @@ PxPerUm = Annotated[Optional[float], typer.Option(
 CropPx = Annotated[Optional[int], typer.Option(help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
 
 DEFAULT_WORKERS = default_workers()
+Estimate = Annotated[bool, typer.Option("--estimate/--no-estimate", help=(
+    "Also predict the run's held-out source fold through the same model, and print and record the label-free "
+    "estimate of accuracy and macro F1 with its measured error."))]
 Reference = Annotated[Optional[Path], typer.Option(
     help="Do no harm: a source-only run (folder or checkpoint; e.g. trained with --recipe source-only --runs "
          "runs-reference). It is predicted too, and each run is checked against it on the same images: a run that "

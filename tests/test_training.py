@@ -30,6 +30,30 @@ def test_the_default_recipe_trains_on_the_sources_and_stores_target_batchnorm(ti
     assert not np.allclose(stored, off, atol=1e-4)  # inference uses the target's BatchNorm statistics
 
 
+def test_every_epoch_records_the_label_free_estimate_infer_would_print(tiny, tmp_path):
+    """metrics.csv's target_estimate (the `estimate` choice's column) is the trust estimate of the epoch's target
+    outputs, calibrated on the source fold predicted as infer.py predicts it."""
+    from submission.data.targets import Target
+    from submission.errors import KitError
+    from submission.predict.inference import predict_run
+    from submission.scoring import trust
+
+    cfg = tiny(tmp_path, recipe="kit", select="estimate", keep_epochs=True)
+    fit(cfg)
+    metrics = pd.read_csv(tmp_path / "seed0" / "metrics.csv")
+    assert metrics["target_estimate"].between(0, 1).all()
+    last = load_checkpoint(tmp_path / "seed0" / "epochs" / "epoch001.pt")
+    target = Target.from_split("WBC1", cfg.data_root)
+    logits, val = predict_run(last, target, tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=16,
+                              source_val=True, source_bn=trust.measured()["source_val_batchnorm"])
+    saved = np.load(tmp_path / "seed0" / "target_logits" / "epoch001.npy")
+    assert np.allclose(logits, saved, atol=1e-4)
+    assert trust.estimated_f1(val.logits, val.labels, saved) == pytest.approx(metrics["target_estimate"].iloc[-1], abs=1e-4)
+    assert load_checkpoint(tmp_path / "seed0" / "best.pt")["selected_by"] == "estimate"
+    with pytest.raises(KitError, match="needs a held-out source fold"):
+        tiny(tmp_path / "x", select="estimate", val_fold=-1)
+
+
 def test_smoke_run_writes_the_run_folder(tiny, tmp_path):
     cfg = tiny(tmp_path)
     best = fit(cfg)

@@ -12,11 +12,7 @@ from submission.scoring import trust
 from submission.scoring.metrics import f1_scores
 from submission.studies import protocol as P
 from submission.studies.bank_report import _md, _truth
-from submission.studies.trust_study import LABS, METHODS, SEEDS, pred_path
-
-CANDIDATES = ("calibrated", "atc-mc", "atc-ne", "doc")
-VARIANTS = ("same", "source")
-TIE = 0.005
+from submission.studies.trust_protocol import CANDIDATES, CHOICE_NAMES, LABS, METHODS, SEEDS, TIE, VARIANTS, pred_path
 MEASURED = trust.MEASURED
 BASE = {"AdaBN": "source-only", "strong aug + AdaBN": "strong aug"}  # the same weights with training BatchNorm
 
@@ -175,7 +171,6 @@ def choice_points(bank: Path, out: Path, chosen: str) -> pd.DataFrame:
     gap to the run's best epoch; every score recomputed from the saved outputs."""
     from submission.data.classes import CLASSES
     from submission.scoring.validators import pick, target_scores
-    from submission.studies.trust_study import CHOICE_NAMES
 
     name, variant = chosen.split("/")
     rows = []
