@@ -161,7 +161,7 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
         else:
             val_logits = np.mean([v.loc[vals[0][0].index].to_numpy() for v, _ in vals], 0)
             val_labels = vals[0][1]
-    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, why)
+    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, ensemble=True, why_not=why)
     print_record(console, "ensemble", rec)
     return rec
 

@@ -60,7 +60,7 @@ def main(
     paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
     rows, targets, written, vals = [], {}, [], []
-    source_bn = measured()["source_val_batchnorm"]
+    source_bn = measured()["single"]["source_val_batchnorm"]
     opts = dict(tta=tta, device=device, batch_size=batch_size, workers=workers, cache=cache, cache_dir=str(cache_dir))
     for path in paths:
         ckpt = load_checkpoint(path)
@@ -179,7 +179,7 @@ def _estimates(written: list, vals: list, console) -> None:
     for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
         others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
         why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
-        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, [logits, *others], why)
+        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why)
         meta = dest.with_suffix(".json")
         write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
         print_record(console, dest.parent.name, rec)

@@ -161,8 +161,9 @@ def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_
     for seed in (0, 1):
         meta = json.loads((two_runs / f"seed{seed}/logits_WBC2_best_tta.json").read_text())
         rec = meta["trust"]
-        assert rec["available"] and rec["estimator"] == measured()["estimator"]
-        assert rec["macro_f1_error"] == measured()["macro_f1_error_p90"] and len(rec["per_class_f1"]) == 11
+        chosen = measured()["members"]  # each run has the other beside it
+        assert rec["available"] and rec["use"] == "members" and rec["estimator"] == chosen["estimator"]
+        assert rec["macro_f1_error"] == chosen["macro_f1_error_p90"] and len(rec["per_class_f1"]) == 11
         val = pd.read_csv(two_runs / f"seed{seed}" / meta["source_val_logits"])
         assert list(val.columns[:3]) == ["Image", "label", "basophil"] and len(val) > 0
     sub = tmp_path / "submission.csv"

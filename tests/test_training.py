@@ -45,7 +45,7 @@ def test_every_epoch_records_the_label_free_estimate_infer_would_print(tiny, tmp
     last = load_checkpoint(tmp_path / "seed0" / "epochs" / "epoch001.pt")
     target = Target.from_split("WBC1", cfg.data_root)
     logits, val = predict_run(last, target, tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=16,
-                              source_val=True, source_bn=trust.measured()["source_val_batchnorm"])
+                              source_val=True, source_bn=trust.measured()["single"]["source_val_batchnorm"])
     saved = np.load(tmp_path / "seed0" / "target_logits" / "epoch001.npy")
     assert np.allclose(logits, saved, atol=1e-4)
     assert trust.estimated_f1(val.logits, val.labels, saved) == pytest.approx(metrics["target_estimate"].iloc[-1], abs=1e-4)

@@ -35,27 +35,30 @@ def read_source_val(path: Path, classes: list[str]) -> tuple[pd.DataFrame, np.nd
 
 
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
-           members: list[np.ndarray], why_not: str | None = None) -> dict:
-    """The trust record of one prediction (a run's or an ensemble's mean logits; `members`: the predictions on
-    the same images whose agreement is reported, itself among them): the chosen estimate with its measured
-    error, agreement, per-class expected F1, and the warnings."""
-    chosen = measured()
-    name = chosen["estimator"]
-    est = trust.estimates(val_logits, val_labels, logits)
-    agree = trust.member_agreement(members) if len(members) > 1 else None
+           others: list[np.ndarray], ensemble: bool = False, why_not: str | None = None) -> dict:
+    """The trust record of one prediction: a run's (`others`: the other runs on the same images) or an
+    ensemble's mean logits (`others`: every member). The estimate the trust study chose for that use (one
+    run alone, or with other runs beside it) with its measured error, the members' agreement, per-class
+    expected F1, and the warnings."""
+    use = "members" if len(others) else "single"
+    chosen = measured()[use]
+    est = trust.estimates(val_logits, val_labels, logits, others)
+    group = list(others) if ensemble else [logits, *others]
+    agree = trust.member_agreement(group) if len(group) > 1 else None
     counts = np.bincount(np.asarray(logits).argmax(1), minlength=len(classes))
-    out = {"estimator": name, "measured_on": f"{chosen['test_points']} runs and ensembles on {chosen['test_labs']} "
-           "test labs of the lab bank", "agreement": agree,
-           "predicted_counts": dict(zip(classes, counts.tolist()))}
-    e = est[name]
+    out = {"estimator": chosen["estimator"], "macro": chosen["macro"], "use": use,
+           "measured_on": f"{chosen['points']} runs and ensembles on {chosen['labs']} confirmation labs of the lab bank",
+           "agreement": agree, "predicted_counts": dict(zip(classes, counts.tolist()))}
+    e, over = trust.chosen(chosen, est)
     if e is None:
         out.update(available=False, why=why_not or "no source validation to calibrate on")
     else:
         out.update(available=True, accuracy=round(e.accuracy, 4), accuracy_error=chosen["accuracy_error_p90"],
-                   macro_f1=round(e.macro_f1, 4), macro_f1_error=chosen["macro_f1_error_p90"],
-                   per_class_f1={c: round(float(v), 4) for c, v in zip(classes, e.per_class_f1)},
-                   source_val={"accuracy": round(est["source-val"].accuracy, 4),
-                               "macro_f1": round(est["source-val"].macro_f1, 4)})
+                   macro_f1=round(e.f1(over), 4), macro_f1_error=chosen["macro_f1_error_p90"],
+                   per_class_f1={c: round(float(v), 4) for c, v in zip(classes, e.per_class_f1)})
+        if est["source-val"] is not None:
+            out["source_val"] = {"accuracy": round(est["source-val"].accuracy, 4),
+                                 "macro_f1": round(est["source-val"].macro_f1, 4)}
     out["warnings"] = warnings(out, classes)
     return out
 

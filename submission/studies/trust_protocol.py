@@ -24,6 +24,21 @@ The rule (written before any estimate was scored):
    lab's AdaBN statistics from WBC1; for last, source-val, avg, im and estimate, the gap of the pick's
    WBC2 macro F1 (no TTA) to the run's best epoch. The default is the one with the smallest mean gap on
    the selection labs, within one standard error the simplest (CHOICES' order); the test labs confirm.
+
+Version 2 (written after v1 was scored on the selection and test labs, before any confirmation lab existed).
+v1's choice (atc-mc/source) beat source-validation F1 but not the bank's mean F1; the members' agreement,
+no v1 candidate because one run alone cannot compute it, beat both; and the confident collapses (true
+macro F1 near 0.1, estimated near 0.9) come from averaging F1 over the predicted classes only.
+8. Development labs: the selection labs and v1's test labs (16 labs, both seen). Confirmation labs:
+   CONFIRM_LABS (lab201-210), drawn from the same ranges after this rule was committed, scored once.
+9. Candidates, each with its macro F1 over the classes present or over all classes ("present" before
+   "all"): for one run ("single"), atc-mc/source, atc-ne/source, calibrated/source; for a prediction with
+   other runs beside it ("members"), those and agreement, agreement+atc (the mean of agreement and
+   atc-mc/source). Per use, the lowest mean absolute macro-F1 error on the development labs' points; ties
+   within TIE to the earlier.
+10. Error bars: the 90th-percentile absolute error on the confirmation labs, per use; each must beat
+   source-validation F1 and the development labs' mean true F1 there, reported either way.
+11. The checkpoint choice (rule 7) and do no harm (rule 6) use the single-run estimator.
 """
 
 from pathlib import Path
@@ -32,10 +47,15 @@ from submission.studies import protocol as P
 
 METHODS = ("source-only", "AdaBN", "strong aug", "strong aug + AdaBN")
 SEEDS = (0, 1, 2)
-LABS = P.SELECTION_LABS + P.TEST_LABS + P.NAMED_LABS
+LABS = P.SELECTION_LABS + P.TEST_LABS + P.NAMED_LABS  # v1; v2 adds CONFIRM_LABS
 CANDIDATES = ("calibrated", "atc-mc", "atc-ne", "doc")
 VARIANTS = ("same", "source")
 TIE = 0.005
+CONFIRM_LABS = tuple(f"lab{i}" for i in range(201, 211))
+DEVELOPMENT_LABS = P.SELECTION_LABS + P.TEST_LABS
+SINGLE = ("atc-mc/source", "atc-ne/source", "calibrated/source")
+MEMBERS = SINGLE + ("agreement", "agreement+atc")
+MACRO = ("present", "all")
 CHOICE_SEEDS = (0, 1)
 CHOICE_NAMES = ("last", "source-val", "avg", "im", "estimate")
 

@@ -61,7 +61,7 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
         watched = logits(data.watch) if data.watch is not None else None
         row["target_estimate"] = float("nan")
         if val_logits is not None:  # through the target's BatchNorm statistics, if the trust study chose so
-            same = target_bn is not None and trust.measured()["source_val_batchnorm"] == "same"
+            same = target_bn is not None and trust.measured()["single"]["source_val_batchnorm"] == "same"
             row["target_estimate"] = trust.estimated_f1(logits(data.source_val) if same else val_logits,
                                                         data.source_val.labels, target_logits)
     return Evaluation(row, target_logits, val_pred, target_bn, watched)
