@@ -97,8 +97,28 @@ def test_known_correctness_and_truth_gives_the_true_scores():
     assert est.accuracy == pytest.approx(np.mean(~wrong))
     assert est.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-6)
     assert est.per_class_f1 == pytest.approx(f1_score(labels, pred, average=None, labels=range(k)), abs=1e-6)
+    every = f1_score(labels, pred, average="macro", labels=range(k), zero_division=0)
+    assert est.macro_f1_all == pytest.approx(every, abs=1e-6) and est.f1("all") == est.macro_f1_all
     obs = trust.observed(probs, labels)
     assert obs.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"))
+
+
+def test_macro_over_all_classes_counts_a_vanished_class_as_zero():
+    """A confident collapse: every cell predicted as class 0 with certainty. Over the classes present the
+    expected macro F1 is perfect; over all classes it is 1/K."""
+    probs = np.full((30, 4), 1e-9)
+    probs[:, 0] = 1.0
+    est = trust.from_correctness(probs, np.ones(30))
+    assert est.macro_f1 == pytest.approx(1.0) and est.macro_f1_all == pytest.approx(0.25)
+
+
+def test_the_blend_is_the_mean_of_agreement_and_atc():
+    logits, labels = _data(n=200, seed=6)
+    t_logits = _data(n=200, seed=7, signal=1.0)[0]
+    est = trust.estimates(logits, labels, t_logits, [t_logits + 0.5 * _data(n=200, seed=8)[0]])
+    b = est["agreement+atc"]
+    assert b.accuracy == pytest.approx((est["agreement"].accuracy + est["atc-mc"].accuracy) / 2)
+    assert b.per_class_f1 == pytest.approx((est["agreement"].per_class_f1 + est["atc-mc"].per_class_f1) / 2)
 
 
 def test_agreement_matches_pairwise_counts():
@@ -122,3 +142,19 @@ def test_estimates_track_a_shift_and_need_source_validation():
     src_acc = np.mean(logits.argmax(1) == labels)
     conf = lambda z: trust.softmax(z, trust.fit_temperature(logits, labels)).max(1).mean()  # noqa: E731
     assert est["doc"].accuracy == pytest.approx(src_acc - (conf(logits) - conf(t_logits)))
+
+
+def test_the_study_rule_takes_the_lowest_error_and_gives_ties_to_the_earlier():
+    import pandas as pd
+
+    from submission.studies import trust_report
+
+    true = np.array([0.2, 0.4, 0.6, 0.8])
+    points = pd.DataFrame({"true_f1": true, "true_acc": true,
+                           "a_acc": true + 0.1, "a|present_f1": true + [0.1, -0.1, 0.1, -0.1], "a|all_f1": true + 0.3,
+                           "b_acc": true, "b|present_f1": true + [0.098, -0.098, 0.098, -0.098], "b|all_f1": true})
+    table = trust_report.errors(points, ["a", "a|all", "b|all"]).set_index("estimator")
+    assert table.loc["a", "f1_mae"] == pytest.approx(0.1) and table.loc["a|all", "f1_bias"] == pytest.approx(0.3)
+    assert table.loc["a", "acc_p90"] == pytest.approx(np.quantile(np.full(4, 0.1), 0.9))
+    assert trust_report.choose(points, ["a", "b"]) == "a"  # b is better by less than the tie
+    assert trust_report.choose(points, ["a|all", "b|all"]) == "b|all"

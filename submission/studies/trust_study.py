@@ -128,6 +128,7 @@ def choices(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: c
             t = time.time()
             cfg = make_config("kit", demo=True, **P.BUDGET, keep_epochs=True, data_root=str(Path(bank) / lab_list[0] / "data"),
                               runs=str(run.parent), seed=seed, device=device, workers=0, cache_dir=str(Path(out) / "cache"))
+            run.parent.mkdir(parents=True, exist_ok=True)
             with open(run.parent / f"seed{seed}.log", "w") as log:
                 fit(cfg, overwrite=True, console=Console(file=log, width=150, force_terminal=False))
             (run / "done").write_text(f"{time.time() - t:.1f}\n")
