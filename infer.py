@@ -82,7 +82,7 @@ def main(
     if estimate:
         _estimates(written, vals, console)
     if reference is not None:
-        _do_no_harm(reference, written, target, opts, console)
+        _do_no_harm(reference, written, vals, target, opts, console)
     if len(paths) == 1 and target.is_challenge_split:
         dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
         write_submission(dest, submission_frame(frame), target.images)
@@ -128,14 +128,15 @@ def _target(ckpt: dict, images, folder_crop, data_root, split: str, targets: dic
     return targets[key]
 
 
-def _do_no_harm(reference: Path, written: list, target, options: dict, console) -> None:
-    """Predict the source-only reference run on the same images and record each run's check against it."""
-    from submission.data.files import write_csv, write_json
+def _do_no_harm(reference: Path, written: list, vals: list, target, options: dict, console) -> None:
+    """Predict the source-only reference run on the same images and record each run's check against it
+    (by the runs' and the reference's label-free estimates when both have source validation)."""
     from submission.data.targets import find_runs, logits_name
     from submission.predict.harm import record_checks
     from submission.predict.inference import predict_run
     from submission.predict.submit import logits_frame
     from submission.progress import data_progress
+    from submission.scoring.trust import estimated_f1, measured
     from submission.train.checkpoint import load_checkpoint
 
     path = find_runs(Path("."), [reference], "best")[0]
@@ -145,44 +146,17 @@ def _do_no_harm(reference: Path, written: list, target, options: dict, console) 
         raise KitError(f"--reference {reference} adapts to the target (recipe {cfg.get('recipe')}); the reference must "
                        "be a source-only run: python train.py --recipe source-only --runs runs-reference")
     with data_progress(console) as progress:
-        logits = predict_run(ckpt, target, progress=progress, **options)
+        logits, val = predict_run(ckpt, target, progress=progress, source_val=True,
+                                  source_bn=measured()["single"]["source_val_batchnorm"], **options)
     dest = path.parent / logits_name(target.name, path.stem, options["tta"])
-    write_csv(dest, logits_frame(target.images, logits, ckpt["classes"]))
-    write_json(dest.with_suffix(".json"), {**_describe(path, ckpt, target, options["tta"], "off"), "role": "reference"})
+    _write(dest, logits_frame(target.images, logits, ckpt["classes"]), val,
+           {**_describe(path, ckpt, target, options["tta"], "off"), "role": "reference"})
     for csv, z in written:
         if z.shape != logits.shape:
             raise KitError(f"{csv} and the reference do not cover the same images")
-    record_checks(dest, logits, written, console)
-
-
-def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
-    """The logits CSV, the source-validation logits beside it (when predicted) and the JSON saying what they hold."""
-    from submission.data.files import write_csv, write_json
-    from submission.predict.trust import source_val_name, write_source_val
-
-    write_csv(dest, frame)
-    dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
-    if val is not None:
-        write_source_val(dest.with_name(source_val_name(dest)), val, list(frame.columns[1:]))
-        meta["source_val_logits"] = source_val_name(dest)
-    write_json(dest.with_suffix(".json"), meta)
-
-
-def _estimates(written: list, vals: list, console) -> None:
-    """Each run's label-free estimate (the other runs on the same images as its members), printed and
-    recorded in the JSON beside its logits."""
-    import json
-
-    from submission.data.files import write_json
-    from submission.predict.trust import print_record, record
-
-    for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
-        others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
-        why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
-        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why)
-        meta = dest.with_suffix(".json")
-        write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
-        print_record(console, dest.parent.name, rec)
+    estimate = lambda v, z: estimated_f1(v.logits, v.labels, z) if v is not None else None  # noqa: E731
+    record_checks(dest, logits, written, console, estimate(val, logits),
+                  [estimate(v, z) for (_, z), (v, _, _) in zip(written, vals)])
 
 
 def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:

@@ -236,8 +236,9 @@ def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two
     metas = [runs / f"seed{s}" / "logits_WBC2_best_tta.json" for s in (0, 1)]
     for meta in metas:
         check = json.loads(meta.read_text())["do_no_harm"]
-        assert set(check) >= {"fires", "vanished", "flip_rate", "reference_logits"}
+        assert set(check) >= {"fires", "vanished", "flip_rate", "reference_logits", "class_check_fires"}
         assert check["reference_logits"] == str(ref / "logits_WBC2_best_tta.csv")
+        assert check["decided_by"] == "estimate" and check["fires"] == (check["estimate"] < check["reference_estimate"])
 
     def fire(meta, fires=True):  # as infer.py records a check (the tiny runs are too short to mean anything)
         record = json.loads(meta.read_text())

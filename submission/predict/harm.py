@@ -1,6 +1,10 @@
 """Do no harm in the commands: infer.py checks each adapted run against a source-only reference run on
 the same images (`--reference`), and `ensemble.py --do-no-harm` drops the runs whose check fired, or
-falls back to the reference's prediction when every run's did (submission.scoring.harm holds the check)."""
+falls back to the reference's prediction when every run's did.
+
+The check that decides (the trust study's rule 6, adopted on the selection labs): a run fires when its
+label-free estimate of macro F1 (the single-run estimator) is below the reference's. Where either estimate
+is not available, the class check of submission.scoring.harm decides; its findings are recorded either way."""
 
 import json
 from pathlib import Path
@@ -11,26 +15,39 @@ from scipy.special import softmax
 from submission.errors import KitError, warn
 
 
-def record_checks(reference_csv: Path, reference: np.ndarray, written: list, console) -> int:
-    """Check each (logits CSV, logits) against the reference's logits on the same images; the result goes
-    into the JSON beside each CSV. Returns how many fired."""
+def record_checks(reference_csv: Path, reference: np.ndarray, written: list, console,
+                  reference_estimate: float | None = None, estimates: list | None = None) -> int:
+    """Check each (logits CSV, logits) against the reference's logits on the same images; `estimates[i]`: run
+    i's single-run estimate of macro F1 (None: not available). The result goes into the JSON beside each CSV.
+    Returns how many fired."""
     from submission.data.files import write_json
     from submission.scoring.harm import harm_check
 
     fired = 0
-    for csv, logits in written:
+    for i, (csv, logits) in enumerate(written):
         check = harm_check(softmax(logits, 1), softmax(reference, 1))
+        mine = estimates[i] if estimates else None
+        by_estimate = mine is not None and reference_estimate is not None
+        fires = mine < reference_estimate if by_estimate else check.fires
         meta = Path(csv).with_suffix(".json")
         record = json.loads(meta.read_text())
-        record["do_no_harm"] = {"fires": check.fires, "vanished": check.vanished, "flip_rate": check.flip_rate,
-                                "reference_logits": str(reference_csv)}
+        record["do_no_harm"] = {"fires": bool(fires), "decided_by": "estimate" if by_estimate else "class check",
+                                "estimate": mine, "reference_estimate": reference_estimate,
+                                "class_check_fires": check.fires, "vanished": check.vanished,
+                                "flip_rate": check.flip_rate, "reference_logits": str(reference_csv)}
         write_json(meta, record)
-        if check.fires:
+        name = Path(csv).parent.name
+        why = (f"its estimated macro F1 {mine:.2f} is below the source-only reference's {reference_estimate:.2f}"
+               if by_estimate else check.message())
+        if fires:
             fired += 1
-            warn(f"do no harm: {Path(csv).parent.name}: {check.message()}; `ensemble.py --do-no-harm` leaves it "
-                 "out (and uses the source-only reference if every run is left out)")
+            warn(f"do no harm: {name}: {why}; `ensemble.py --do-no-harm` leaves it out (and uses the source-only "
+                 "reference if every run is left out)")
+        elif by_estimate:
+            console.print(f"do no harm: {name}: estimated macro F1 {mine:.2f}, the source-only reference's "
+                          f"{reference_estimate:.2f}: kept", highlight=False)
         else:
-            console.print(f"do no harm: {Path(csv).parent.name} agrees with the source-only reference "
+            console.print(f"do no harm: {name} agrees with the source-only reference "
                           f"({check.flip_rate:.0%} of its confident cells changed, no class lost)", highlight=False)
     return fired
 
