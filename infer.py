@@ -159,6 +159,36 @@ def _do_no_harm(reference: Path, written: list, vals: list, target, options: dic
                   [estimate(v, z) for (_, z), (v, _, _) in zip(written, vals)])
 
 
+def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
+    """The logits CSV, the source-validation logits beside it (when predicted) and the JSON saying what they hold."""
+    from submission.data.files import write_csv, write_json
+    from submission.predict.trust import source_val_name, write_source_val
+
+    write_csv(dest, frame)
+    dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
+    if val is not None:
+        write_source_val(dest.with_name(source_val_name(dest)), val, list(frame.columns[1:]))
+        meta["source_val_logits"] = source_val_name(dest)
+    write_json(dest.with_suffix(".json"), meta)
+
+
+def _estimates(written: list, vals: list, console) -> None:
+    """Each run's label-free estimate (the other runs on the same images as its members), printed and
+    recorded in the JSON beside its logits."""
+    import json
+
+    from submission.data.files import write_json
+    from submission.predict.trust import print_record, record
+
+    for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
+        others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
+        why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
+        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why)
+        meta = dest.with_suffix(".json")
+        write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
+        print_record(console, dest.parent.name, rec)
+
+
 def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:
     """The JSON beside a logits file: what it holds and how it was made."""
     return {"split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
