@@ -103,8 +103,8 @@ def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dic
         f1 = f"{per_class[c]:.2f}" if c in per_class else "-"
         rows.append(f'<tr><td><a href="#g-{_slug(c)}">{html.escape(c)}</a></td><td>{n}</td><td><span class="bar" '
                     f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td><td>{mix}</td><td>{f1}</td></tr>')
-    return (head + '<table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th><th>sources\' mix</th>'
-            "<th>expected F1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return (head + '<div class="wide"><table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th><th>sources\' mix</th>'
+            "<th>expected F1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
 def _histogram(entropy: np.ndarray, classes: int, bins: int = 20) -> str:
@@ -202,7 +202,7 @@ figure img{width:96px;height:96px;object-fit:contain;background:#fff;border:1px 
 figcaption{overflow-wrap:anywhere}figcaption small{color:#808893;word-break:break-all}
 .hist{width:100%;max-width:520px;height:auto}.hist rect{fill:#4c78a8}.hist text{font-size:11px;fill:#58606c}
 .gallery{border-top:1px dashed #d8dde4;padding-top:.3rem}
-.scroll{max-height:70vh;overflow:auto}
+.scroll{max-height:70vh;overflow:auto}.wide{overflow-x:auto}
 @media (max-width:600px){figure{width:84px}figure img{width:76px;height:76px}body{padding:8px}}
 """
 
