@@ -175,9 +175,13 @@ def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_
     page = (tmp_path / "report.html").read_text()
     assert page.count("<img ") > 0 and "Estimated macro F1" in page
     out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--no-estimate", *cache]))
-    assert "estimated" not in out
+    assert "estimated" not in out and not (two_runs / "seed0" / meta["source_val_logits"]).exists()
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub)]))
-    assert "not available" in out and "no source-validation logits" in out.replace("\n", " ")
+    assert "ensemble: estimated accuracy" in out  # the runs' agreement needs no source fold
+    from submission.predict.trust import record
+
+    alone = record(val.iloc[:, 2:].to_numpy(), list(val.columns[2:]), None, None, [], why_not="no fold")
+    assert alone["use"] == "single" and not alone["available"] and alone["why"] == "no fold"
 
 
 def test_every_setting_has_its_option_with_the_dataclass_default():

@@ -149,7 +149,8 @@ def test_every_validator_is_a_column_with_its_direction():
     from submission.scoring.validators import selection_key, target_scores
 
     row = {**target_scores(np.random.default_rng(0).normal(size=(50, 11)) * 5, CLASSES, 0.005, 1, 1.0),
-           "epoch": 3, "source_val_f1": 0.7, "target_mixval": 0.6}  # MixVal needs the model: the loop adds it
+           "epoch": 3, "source_val_f1": 0.7, "target_mixval": 0.6,  # MixVal needs the model: the loop adds it
+           "target_estimate": 0.5}  # the estimate needs the source fold: the loop adds it too
     for name, choice in CHOICES.items():
         column, higher = choice.column, choice.higher
         assert column in row, name

@@ -46,8 +46,8 @@ def study_dir(tmp_path):
         for e, acc in enumerate(path):
             np.save(run / "target_logits" / f"epoch{e:03d}.npy", _logits(truth["WBC1"][1], acc, rng))
             np.save(run / "watch_logits" / f"epoch{e:03d}.npy", _logits(truth["WBC2"][1], acc, rng))
-        pd.DataFrame({"epoch": range(3), "source_val_f1": [0.5, 0.7, 0.9], "target_mixval": [0.1, 0.3, 0.2]}).to_csv(
-            run / "metrics.csv", index=False)
+        pd.DataFrame({"epoch": range(3), "source_val_f1": [0.5, 0.7, 0.9], "target_mixval": [0.1, 0.3, 0.2],
+                      "target_estimate": [0.2, 0.1, 0.15]}).to_csv(run / "metrics.csv", index=False)
         saved = {}
         for split in ("WBC1", "WBC2"):
             images, y = truth[split]
@@ -68,6 +68,7 @@ def test_selection_rows_score_each_choice_against_the_labels(study_dir):
         assert rows["wbc1_f1"].idxmax() - rows.index[0] == best_epoch  # the accuracies the fixture drew
         p = picks[picks["seed"] == seed].set_index("choice")
         assert p.loc["last", "epoch"] == 2 and p.loc["source-val", "epoch"] == 2 and p.loc["mixval", "epoch"] == 1
+        assert p.loc["estimate", "epoch"] == 0  # the columns of metrics.csv
         assert p.loc["last", "gap"] == pytest.approx(rows["wbc1_f1"].max() - rows["wbc1_f1"].iloc[2])
         assert p.loc["avg", "epoch"] == -1 and p.loc["avg", "wbc1_f1"] > 0.9  # avg.pt's saved outputs
         assert (p["gap"] >= -1e-12).drop("avg").all()  # no single epoch beats the best epoch

@@ -100,6 +100,8 @@ def selection_rows(done: list[dict], demo_dir: Path) -> tuple[pd.DataFrame, pd.D
         epochs.append(per_epoch)
         best = per_epoch["wbc1_f1"].max()
         for choice in CHOICES:
+            if CHOICES[choice].column not in per_epoch:  # a run from before the choice existed
+                continue
             if choice == "avg":
                 s1, s2 = (scores(truth[s], z[f"{s}|avg|0"].argmax(1)) for s in ("WBC1", "WBC2"))
                 pick_row = {"epoch": -1, "wbc1_f1": s1["macro_f1"], "wbc2_f1": s2["macro_f1"],
