@@ -42,10 +42,10 @@ def thumbnail(path: Path, size: int = THUMB) -> str:
 
 def cell_table(mean: pd.DataFrame) -> pd.DataFrame:
     """Per cell: predicted class, its probability, the second class and its probability, entropy."""
+    from submission.scoring.trust import softmax
+
     classes = list(mean.columns[1:])
-    z = mean[classes].to_numpy(float)
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
+    p = softmax(mean[classes].to_numpy(float))
     top = np.argsort(-p, 1)[:, :2]
     rows = np.arange(len(p))
     return pd.DataFrame({"image": mean["Image"].to_numpy(), "label": [classes[i] for i in top[:, 0]],
