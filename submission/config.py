@@ -86,7 +86,10 @@ class TrainConfig:
                                             "folder's dataset.json; the challenge splits' crop is in --crop-px).")
     epochs: int = setting(50, "Epochs.")
     iters_per_epoch: int = setting(0, "Steps per epoch (0: one pass over the source training set).")
-    image_size: int = setting(224, "Training size in px; images are first cropped to 25 um and resized to 8/7 of it.")
+    image_size: int | None = setting(None, "Training size in px (default: the backbone's: 224 for the resnets, a timm "
+                                           "model's input size, or a ViT file's grid: 224 for DinoBloom; a ViT takes "
+                                           "the largest multiple of its patch); images are first cropped to 25 um and "
+                                           "resized to 8/7 of it.")
     batch_size: int = setting(32, "Images per domain per step (32: 32 source + 32 target).")
     lr: float = setting(0.004, "Learning rate of the new layers (bottleneck and heads).")
     backbone_lr_mult: float | None = setting(
@@ -126,7 +129,9 @@ class TrainConfig:
     strong_aug: bool = setting(False, "Strong generic augmentation (the domain-generalisation baseline): zoom 0.3, HED "
                                       "jitter 0.05, hue jitter, sensor noise and JPEG on top of the usual ones.")
     adabn: bool = setting(True, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
-                                 "go into every checkpoint next to the training ones, and are used for inference.")
+                                 "go into every checkpoint next to the training ones, and are used for inference. "
+                                 "A timm backbone or --freeze-backbone: on where the backbone has BatchNorm and "
+                                 "learns; --adabn where it has none is an error.")
     prior_em: bool = setting(False, "Prior correction: predictions adjusted to the target class prior estimated by "
                                     "EM (Saerens et al. 2002).")
     watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
@@ -141,7 +146,25 @@ class TrainConfig:
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
     max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "
                                            "never wins.")
-    pretrained: bool = setting(True, "ImageNet weights for resnet18.")
+    backbone: str = setting("resnet18", "Backbone: resnet18, resnet34, resnet50 (torchvision) or timm:MODEL, any timm "
+                                        "model, e.g. timm:vit_small_patch14_dinov2 (never downloaded: weights come "
+                                        "from --weights).")
+    weights: str | None = setting(None, "Local weights file for the backbone: a torchvision or timm state dict, or a "
+                                        "DinoBloom checkpoint (DinoBloom-S/B/L/G.pth); counts as pretrained.")
+    timm_args: str = setting("", "timm keyword arguments for a timm backbone, e.g. drop_path_rate=0.1.")
+    pretrained: bool = setting(True, "ImageNet weights (torchvision's download) for a resnet without --weights; a timm "
+                                     "model needs --weights or --no-pretrained.")
+    layer_lr_decay: float = setting(0.0, "Layer-wise learning-rate decay of a timm backbone (timm's layer groups: each "
+                                         "group at this x the next one's rate; 0.65-0.75 for ViT fine-tuning; 0: off).")
+    freeze_backbone: bool = setting(False, "Train the bottleneck and heads on backbone features computed once and "
+                                           "cached on disk (CPU-friendly for foundation models); the backbone stays "
+                                           "as loaded.")
+    feature_views: int = setting(4, "--freeze-backbone: augmented views cached per image (plus the un-augmented one "
+                                    "that scores); each training draw takes one at random.")
+    input_norm: str | None = setting(None, "Input normalisation: dataset (each dataset's own mean/std, the target's "
+                                           "as --target-norm says) or weights (the backbone's pretrained mean/std for "
+                                           "every image) (default: weights for a timm backbone with --weights, else "
+                                           "dataset).", choices=("dataset", "weights"))
     balanced: bool = setting(True, "Class-balanced sampling of the sources (off: natural frequencies).")
     class_weighted_loss: bool = setting(False, "Inverse-frequency class weights in the classification loss.")
     zoom: float = setting(0.2, "Scale augmentation: zoom the cell by a random factor in 1 +- zoom (0: off).")
@@ -167,6 +190,8 @@ class TrainConfig:
 
     @property
     def work_size(self) -> int:
+        if self.image_size is None:
+            raise KitError(f"the image size of {self.backbone} is resolved when the run starts (train.backbone)")
         return self.image_size * 8 // 7  # 256 for 224, 73 for 64
 
     def ramp_iters(self, total_steps: int) -> int:
@@ -218,7 +243,7 @@ DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 8, "iters_per_epoc
 def _check(cfg: TrainConfig) -> TrainConfig:
     for name, f in FIELDS.items():
         choices = f.metadata.get("choices")
-        if choices and getattr(cfg, name) not in choices:
+        if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:
             raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
     for name in ("mcc_weight", "im_weight", "div_weight"):
         if getattr(cfg, name) > 0 and not cfg.target_in_batch:
@@ -229,8 +254,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise KitError(f"--select {cfg.select} needs a held-out source fold: --val-fold 0 (or 1-4), not -1")
     if not 0.0 <= cfg.colour_aug <= 1.0:
         raise KitError(f"--colour-aug is a share between 0 and 1, not {cfg.colour_aug}")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.image_size < 16:
+    if cfg.epochs < 1 or cfg.batch_size < 1 or (cfg.image_size is not None and cfg.image_size < 16):
         raise KitError("--epochs and --batch-size must be at least 1, --image-size at least 16")
+    if cfg.freeze_backbone and cfg.feature_views < 1:
+        raise KitError("--feature-views must be at least 1")
     return cfg
 
 
@@ -265,8 +292,16 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     if unknown:
         raise KitError(f"unknown settings {unknown}")
     cfg = dataclasses.replace(TrainConfig(), **values)
-    if cfg.backbone_lr_mult is None:  # ImageNet weights move slowly; a random backbone learns at the head's rate
-        cfg = dataclasses.replace(cfg, backbone_lr_mult=0.1 if cfg.pretrained else 1.0)
+    timm = cfg.backbone.startswith("timm:")
+    if timm and cfg.pretrained and not cfg.weights:
+        raise KitError(f"--backbone {cfg.backbone}: the kit downloads no timm weights; give a local file with --weights "
+                       "FILE, or train from scratch with --no-pretrained")
+    if cfg.backbone_lr_mult is None:  # pretrained weights move slowly; a random backbone learns at the head's rate
+        cfg = dataclasses.replace(cfg, backbone_lr_mult=0.1 if cfg.pretrained or cfg.weights else 1.0)
+    if cfg.image_size is None and not timm:
+        cfg = dataclasses.replace(cfg, image_size=224)
+    if (timm or cfg.freeze_backbone) and cfg.adabn and "adabn" not in given and "adabn" not in recorded:
+        cfg = dataclasses.replace(cfg, adabn=None)  # resolved when the model is built: on where it has BatchNorm
     return _check(cfg)
 
 

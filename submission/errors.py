@@ -34,3 +34,12 @@ def warn(message: str) -> None:
 
     Console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()
+
+
+def note(message: str) -> None:
+    """One dim note line on stderr: something the kit decided that the user should know."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()

@@ -14,6 +14,7 @@ from submission.data.splits import SOURCES, load_split, resolve_splits_dir
 from submission.data.targets import Target
 from submission.data.transforms import cached_stats, channel_stats, eval_transform, train_transform
 from submission.errors import KitError, warn
+from submission.methods.backbones import default_input, parse_args
 from submission.methods.colour import TargetRecolour, palette
 
 
@@ -92,7 +93,10 @@ class RunData:
             mean, std = dataset_stats(images, frame["path"].tolist(), root, dataset, crop, cfg.work_size, cfg.cache_dir)
             normalization[dataset] = {"mean": mean, "std": std}
             prepared[dataset] = (frame, images)
-        if cfg.target_norm == "source":
+        if cfg.input_norm == "weights":  # the pretrained backbone's own normalisation, for every image
+            inp = default_input(cfg.backbone, parse_args(cfg.timm_args))
+            normalization = {d: {"mean": list(inp.mean), "std": list(inp.std)} for d in normalization}
+        elif cfg.target_norm == "source":
             normalization[cfg.target] = pooled([normalization[d] for d in SOURCES])
         self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
                          "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
@@ -111,6 +115,9 @@ class RunData:
                 return CellDataset(images, labels, make(norm), recolour, make(normalization[cfg.target]))
             return CellDataset(images, labels, make(norm))
 
+        # what --freeze-backbone's feature cache needs: every dataset's prepared images, rows, root and crop
+        self.prepared, self.normalization, self.cells, self.split_rows = prepared, normalization, cells, {}
+        self.roots, self.crops = {d: root for d, (_, root) in parts.items()}, crops
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
@@ -121,6 +128,7 @@ class RunData:
             labels = frame["label_id"].to_numpy()
             self.class_mix[dataset] = (np.bincount(labels, minlength=NUM_CLASSES) / len(labels)).tolist()
             tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            self.split_rows[dataset] = (tr, va)
             train_parts.append(cells(IndexedImages(images, tr), labels[tr], True, normalization[dataset], source=True))
             if len(va):
                 val_parts.append(cells(IndexedImages(images, va), labels[va], False, normalization[dataset]))
@@ -139,6 +147,7 @@ class RunData:
             if w_errors:
                 raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
             self.watch = cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
+            self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
         self._probes = {}
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:

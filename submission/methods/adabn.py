@@ -13,7 +13,9 @@ from submission.methods.model import to_device
 
 
 def _norms(model):
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    """The BatchNorm layers a prediction runs through: not the backbone's when the model takes cached features."""
+    skip = {id(m) for m in model.backbone.modules()} if getattr(model, "takes_features", False) else set()
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
 
 
 @torch.no_grad()

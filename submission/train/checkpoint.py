@@ -6,14 +6,15 @@ import torch
 
 from submission.data.classes import CLASSES, NUM_CLASSES
 from submission.errors import KitError
+from submission.methods.backbones import check_name, parse_args
 from submission.methods.model import MDDNet
 
 CHECKPOINT_FORMAT = 2
 
 
 def arch_of(cfg) -> dict:
-    return {"backbone": "resnet18", "num_classes": NUM_CLASSES, "bottleneck_dim": cfg.bottleneck_dim,
-            "head_width": cfg.head_width}
+    return {"backbone": cfg.backbone, "backbone_args": parse_args(cfg.timm_args), "input_size": cfg.image_size,
+            "num_classes": NUM_CLASSES, "bottleneck_dim": cfg.bottleneck_dim, "head_width": cfg.head_width}
 
 
 def checkpoint_dict(state: dict, cfg, run_info: dict, epoch: int, step: int, metrics: dict, **extra) -> dict:
@@ -21,7 +22,7 @@ def checkpoint_dict(state: dict, cfg, run_info: dict, epoch: int, step: int, met
     (only tensors and plain values, so it loads with torch.load(weights_only=True)).
 
     `run_info`: normalization ({dataset: {"mean", "std"}}), data_root, splits_dir and target_root (resolved),
-    crop_px (with the target's).
+    crop_px (with the target's), weights (the --weights file's name, sha256 and format, or None).
     `extra`: e.g. optimizer, history, best, average (last.pt only), selected_by.
     """
     return {
@@ -66,10 +67,15 @@ def load_checkpoint(path, expect: dict | None = None) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> MDDNet:
+    """The network of a checkpoint, from the checkpoint alone (no weights file, no download)."""
     arch = ckpt["arch"]
-    if arch.get("backbone") != "resnet18":
-        raise KitError(f"checkpoint backbone {arch.get('backbone')!r} is not supported (resnet18)")
-    model = MDDNet(arch["num_classes"], arch["bottleneck_dim"], arch["head_width"], pretrained=False)
+    name = arch.get("backbone", "resnet18")
+    try:
+        check_name(name)
+    except ImportError:
+        raise KitError(f"the checkpoint's backbone {name} needs timm: pip install timm") from None
+    model = MDDNet(arch["num_classes"], arch["bottleneck_dim"], arch["head_width"], pretrained=False, backbone=name,
+                   image_size=arch.get("input_size") or ckpt["image_size"], backbone_args=arch.get("backbone_args"))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -15,15 +15,18 @@ from submission.data.classes import CLASSES, NUM_CLASSES
 from submission.data.datasets import epoch_loader
 from submission.data.files import atomic_path, save_npy, save_torch, write_csv, write_json
 from submission.data.rundata import RunData
-from submission.errors import KitError, warn
+from submission.errors import KitError, note, warn
 from submission.methods.adabn import recompute_batchnorm
 from submission.methods.mdd import grl_coeff
-from submission.methods.model import MDDNet, to_device
+from submission.methods.backbones import batchnorms
+from submission.methods.model import to_device
 from submission.progress import data_progress, train_progress
 from submission.scoring.validators import describe_choice, real_classes, selection_key
+from submission.train.backbone import build_model, resolve
 from submission.train.checkpoint import RunningAverage, checkpoint_dict, load_checkpoint
 from submission.train.distributed import Ranks, barrier, broadcast, setup
 from submission.train.evaluate import evaluate
+from submission.train.features import use_cached_features
 from submission.train.files import prepare_run_dir, write_run_info
 from submission.train.step import (
     every_parameter_learns,
@@ -98,6 +101,7 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
 
     console = console or Console()
     run = start_run(cfg, resume, overwrite, console)
+    cfg = run.cfg  # with the backbone's settings resolved
     if resume:
         restore(run, console)
     if run.ranks.main:
@@ -129,6 +133,7 @@ def start_run(cfg: TrainConfig, resume: bool, overwrite: bool, console) -> RunSt
     (DDP-wrapped under torchrun) and its optimiser."""
     ranks, device = setup(resolve_device(cfg.device))
     amp, channels_last = fast_settings(device, cfg.fast)
+    cfg = resolve(cfg, resume)  # the backbone's image size and normalisation, before anything reads them
     problem = None
     if ranks.main:
         try:
@@ -139,15 +144,18 @@ def start_run(cfg: TrainConfig, resume: bool, overwrite: bool, console) -> RunSt
     if problem:
         raise KitError(problem)
     seed_everything(cfg.seed)
+    model, cfg, weights_record = build_model(cfg, resume)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     progress = data_progress(console)
     progress.disable = not ranks.main
     with progress:
         data = RunData(cfg, cfg.run_dir, progress)
+        data.run_info["weights"] = weights_record
+        if cfg.freeze_backbone:
+            use_cached_features(data, model, cfg, device, channels_last, progress)
     iters = cfg.iters_per_epoch or max(1, len(data.source_train) // cfg.batch_size)
-    model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, cfg.dropout, pretrained=cfg.pretrained and not resume)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     if cfg.sync_bn and ranks.on:
         if device.type != "cuda":
             raise KitError("--sync-bn needs CUDA (torch's SyncBatchNorm); on CPU BatchNorm stays per process")
@@ -187,6 +195,7 @@ def restore(run: RunState, console) -> None:
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.history, run.best, run.start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
+    run.data.run_info["weights"] = ckpt.get("weights") or run.data.run_info.get("weights")
     run.average = RunningAverage.from_dict(ckpt.get("average"))
     if run.average.epochs and run.average.epochs[0] != run.avg_start:  # --epochs changed: the window moved
         run.average = RunningAverage()
@@ -325,6 +334,9 @@ def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, 
         batches = (x_s if x_t is None else torch.cat([x_s, x_t])
                    for x_s, _, x_t in epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False, stream=4))
         used = recompute_batchnorm(model, batches, device, channels_last)
+        if model.frozen or not batchnorms(model.backbone):
+            why = "is frozen" if model.frozen else "has no BatchNorm"
+            note(f"avg.pt: the backbone {why}; only the bottleneck's BatchNorm statistics were re-estimated")
     row, target_logits, val_pred, target_bn, _ = evaluate(model, data, cfg, device, amp, channels_last, epoch=cfg.epochs)
     save_npy(run_dir / "target_logits" / "avg.npy", target_logits)
     info = {"averaged_epochs": average.epochs, "bn_batches": used, **row}

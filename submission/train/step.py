@@ -56,7 +56,8 @@ def lr_at(step: int, total_steps: int, cfg) -> float:
 
 
 def make_optimizer(model, cfg) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.param_groups(cfg.lr, cfg.backbone_lr_mult), lr=cfg.lr, momentum=cfg.momentum,
+    groups = model.param_groups(cfg.lr, cfg.backbone_lr_mult, getattr(cfg, "layer_lr_decay", 0.0), cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
 
 

@@ -1,0 +1,62 @@
+"""The run's network as its settings describe it: the backbone (built, loaded from --weights, frozen), and
+the settings that depend on it resolved once, before anything reads them (the training size, the input
+normalisation, AdaBN), so that config.json records what the run did."""
+
+import dataclasses
+from pathlib import Path
+
+from submission.config import TrainConfig
+from submission.data.classes import NUM_CLASSES
+from submission.errors import KitError, note
+from submission.methods import backbones, weights
+from submission.methods.model import MDDNet
+
+
+def resolve(cfg: TrainConfig, resume: bool = False) -> TrainConfig:
+    """The settings with the backbone's defaults filled in: image size (the weights' grid or the model's
+    input size; a ViT's rounded down to a multiple of its patch), input normalisation."""
+    backbones.check_name(cfg.backbone)
+    args = backbones.parse_args(cfg.timm_args)
+    if cfg.weights and not resume and not Path(cfg.weights).is_file():
+        raise KitError(f"no weights file {cfg.weights}")
+    inp = backbones.default_input(cfg.backbone, args)
+    size = cfg.image_size
+    if size is None:
+        grid = weights.grid_size(cfg.weights) if cfg.weights and Path(cfg.weights).is_file() else None
+        size = grid or inp.size
+    if inp.patch > 1 and size % inp.patch:
+        fitted = backbones.fit_to_patch(size, inp.patch)
+        note(f"--image-size {size} is no multiple of {cfg.backbone}'s patch ({inp.patch} px): training at {fitted} px")
+        size = fitted
+    norm = cfg.input_norm or ("weights" if cfg.backbone.startswith("timm:") and cfg.weights else "dataset")
+    return dataclasses.replace(cfg, image_size=size, input_norm=norm)
+
+
+def build_model(cfg: TrainConfig, resume: bool = False) -> tuple[MDDNet, TrainConfig, dict | None]:
+    """(model, settings with AdaBN resolved, the weights file's record or None). On resume the weights come
+    from last.pt, not from the file."""
+    model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, cfg.dropout,
+                   pretrained=cfg.pretrained and not cfg.weights and not resume, backbone=cfg.backbone,
+                   image_size=cfg.image_size, backbone_args=backbones.parse_args(cfg.timm_args))
+    record = None
+    if cfg.weights and Path(cfg.weights).is_file():
+        kind = "kept from last.pt" if resume else weights.load_backbone_weights(model.backbone, cfg.weights, cfg.backbone)
+        record = {"file": Path(cfg.weights).name, "sha256": weights.file_hash(cfg.weights), "format": kind}
+    if cfg.freeze_backbone:
+        model.freeze_backbone()
+    return model, check_batchnorm(cfg, model), record
+
+
+def check_batchnorm(cfg: TrainConfig, model: MDDNet) -> TrainConfig:
+    """AdaBN where it can act: on (by default) only where the backbone has BatchNorm and learns; asked for
+    where it cannot act, an error, never a silent pass."""
+    has_bn = bool(backbones.batchnorms(model.backbone))
+    if cfg.adabn is None:
+        return dataclasses.replace(cfg, adabn=has_bn and not cfg.freeze_backbone)
+    if cfg.adabn and not has_bn:
+        raise KitError(f"--adabn does nothing for {cfg.backbone}: it has no BatchNorm (a ViT uses LayerNorm); "
+                       "train with --no-adabn")
+    if cfg.adabn and cfg.freeze_backbone:
+        raise KitError("--adabn with --freeze-backbone: the cached features were computed with the backbone's own "
+                       "BatchNorm statistics and do not change; train with --no-adabn")
+    return cfg
