@@ -2,6 +2,7 @@
 
     python -m submission.bench --json bench.json           # CPU: a few minutes with the defaults
     python -m submission.bench --device cuda --steps 30    # on a GPU
+    python -m submission.bench --backbone all --batch 8    # rates per backbone (studies/bench_backbones.py)
 
 Data, in augmented training samples per second on one worker (this process, one thread),
 on real-sized synthetic images (360x363 jpg, 400x400 RGBA tiff, 288x288 TIF):
@@ -290,9 +291,28 @@ def main(
     min_seconds: float = typer.Option(2.0, help="Least time per data measurement."),
     compile_model: bool = typer.Option(False, "--compile", help="Also torch.compile the kit's training step."),
     fog_png: Path = typer.Option(None, help="Also save RandomFog and FastFog side by side on a few cells to this PNG."),
+    backbone: list[str] = typer.Option(None, help="Instead: fine-tune, feature-extraction, frozen-step and inference "
+                                                  "rates of these backbones (repeat the option; 'all': resnet18, "
+                                                  "resnet34, resnet50, timm:vit_small_patch14_dinov2)."),
 ):
     """Measure the data pipeline, training steps, TTA inference and peak memory; print tables, write JSON."""
     console = Console()
+    if backbone:
+        from submission.studies import bench_backbones as bb
+        from submission.train.step import resolve_device
+
+        names = [n for b in backbone for n in (bb.DEFAULT if b == "all" else (b,))]
+        t0 = time.time()
+        dev = resolve_device(device)
+        result = {"machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": str(dev),
+                              "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+                  "settings": {"image_size": image_size, "batch": batch, "repeats": steps},
+                  "backbones": bb.run(names, dev, image_size, batch, steps, console.print)}
+        result["seconds"] = time.time() - t0
+        console.print(bb.table(result["backbones"], str(dev), image_size))
+        write_json(json_file, result)
+        console.print(f"wrote {json_file} ({result['seconds']:.0f}s)")
+        return
     if fog_png is not None:
         fog_picture(fog_png)
         console.print(f"wrote {fog_png}")
