@@ -18,6 +18,9 @@ def outputs(demo, tmp_path_factory):
 # the same on the commit that wrote it, so not a change of the kit). It is held to those bounds, and so is the kit
 # (AdaBN too; written on an Intel Xeon, not yet checked on another CPU type); the other runs to 1e-6.
 ATOL = {"methods": {"logits": 2e-3, "metrics": 0.06}, "kit": {"logits": 2e-3, "metrics": 0.06}}
+# avg.pt's BatchNorm statistics are re-estimated after averaging: on a second AMD EPYC its logits (mcc, seed) moved by
+# 1.7e-6 against these files, on the commit that wrote them too; its own outputs are held to 1e-5.
+AVG_ATOL = 1e-5
 
 
 @pytest.mark.parametrize("run", list(RUNS))
@@ -28,7 +31,8 @@ def test_a_golden_run_is_reproduced(outputs, run):
     for name, path in files.items():
         want = GOLDEN / run / name
         if name.endswith(".npy"):
-            np.testing.assert_allclose(np.load(path), np.load(want), rtol=0, atol=atol["logits"], err_msg=f"{run}/{name}")
+            tol = max(atol["logits"], AVG_ATOL) if name.endswith("avg.npy") else atol["logits"]
+            np.testing.assert_allclose(np.load(path), np.load(want), rtol=0, atol=tol, err_msg=f"{run}/{name}")
         elif name == "submission.csv":
             assert path.read_text() == want.read_text(), f"{run}/{name}"
         else:  # metrics.csv and the logits CSV: same columns, numbers within 1e-6, the rest equal
