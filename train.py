@@ -15,6 +15,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode="rich")
 
 @app.command(help=f"""Train resnet18 (+ MDD) on Acevedo_20 + Matek_19, adapting to the unlabelled target images.
 
+Another backbone: --backbone resnet34|resnet50|timm:MODEL, with --weights FILE for a local file (a torchvision or
+timm state dict, or a DinoBloom checkpoint); --freeze-backbone trains on cached features (a foundation model on a CPU).
+
 Writes RUNS/seed{{N}}/: config.json (every setting), metrics.csv (one row per epoch), last.pt, best.pt
 (the epoch chosen without target labels, see --select) and avg.pt (the mean weights of the last epochs).
 

@@ -73,8 +73,12 @@ def test_frozen_features_are_cached_once_and_the_checkpoint_predicts_images_as_t
     cached = np.load(tmp_path / "seed0" / "target_logits" / "epoch001.npy")
     from_images = predict_run(ckpt, wbc1(demo), tta=False, device="cpu", cache_dir=str(tmp_path / "cache"))
     np.testing.assert_allclose(from_images, cached, atol=1e-3 * np.abs(cached).max() + 1e-5)
-    views = features.FeatureViews(np.load(cache[0]), np.arange(3), np.zeros(3), train=True)
-    drawn = {int(np.flatnonzero((views.feats[0] == views.sample(0, s)[0].numpy().astype(np.float16)).all(1))[0])
+    feats = np.load(cache[0])
+    augmented = np.abs(feats[:, 1:]).sum((1, 2)) > 0
+    assert 0 < augmented.sum() < len(feats)  # the held-out fold's rows get no augmented views: training never draws them
+    row = int(np.flatnonzero(augmented)[0])
+    views = features.FeatureViews(feats, [row], [0], train=True)
+    drawn = {int(np.flatnonzero((feats[row] == views.sample(0, s)[0].numpy().astype(np.float16)).all(1))[0])
              for s in range(40)}
     assert drawn == {1, 2, 3, 4}  # a training draw takes an augmented view, never the evaluation one
     calls = []
@@ -95,3 +99,18 @@ def test_two_processes_fine_tune_a_vit(demo, tmp_path, dinobloom_s):
     ckpt = load_checkpoint(tmp_path / "runs" / "seed0" / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["arch"]["backbone"] == VIT_S
     assert ckpt["weights"]["sha256"] == weights.file_hash(path)
+
+
+@pytest.mark.parametrize("model", ["convnext_atto", "efficientnet_b0"])
+def test_a_timm_convnet_trains_and_predicts(tiny, demo, tmp_path, model):
+    from backbone_files import write_timm
+
+    write_timm(tmp_path / f"{model}.pth", model, seed=6)  # with its classifier, as timm saves one
+    fit(tiny(tmp_path, backbone=f"timm:{model}", weights=str(tmp_path / f"{model}.pth"), recipe="kit", epochs=1,
+             iters_per_epoch=2))
+    ckpt = load_checkpoint(tmp_path / "seed0" / "best.pt")
+    assert ckpt["image_size"] == 32 and ckpt["config"]["input_norm"] == "weights"
+    assert ckpt["config"]["adabn"] is (model == "efficientnet_b0")  # AdaBN where the backbone has BatchNorm
+    assert ("target_bn" in ckpt) is (model == "efficientnet_b0")
+    logits = predict_run(ckpt, wbc1(demo), tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
+    assert logits.shape == (30, 11) and np.isfinite(logits).all()

@@ -136,3 +136,17 @@ def test_the_resnets_are_torchvisions(tmp_path):
         "drop_path_rate": 0.1, "depth": 1, "global_pool": "avg"}
     with pytest.raises(KitError, match=r"key=value"):
         backbones.parse_args("depth")
+
+
+def test_a_resnet_from_a_weights_file_downloads_nothing(tmp_path, monkeypatch):
+    def offline(*a, **k):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    expected = write_torchvision(tmp_path / "resnet18.pth", seed=5)
+    cfg = make_config(weights=str(tmp_path / "resnet18.pth"))  # --pretrained is the default: the file replaces it
+    model, cfg, record = build_model(resolve(cfg))
+    assert cfg.backbone_lr_mult == 0.1 and cfg.adabn is True and record["format"] == "state dict"
+    assert all(torch.equal(v, expected[k]) for k, v in model.backbone.state_dict().items())
+    with pytest.raises(KitError, match=r"no weights file"):
+        resolve(make_config(weights=str(tmp_path / "missing.pth")))

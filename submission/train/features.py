@@ -3,8 +3,8 @@ run's datasets swapped for them, so that the bottleneck and heads train with eve
 cost of a few small matrix products per step.
 
 Each image gets view 0, the evaluation view (centre crop, no augmentation), and, for the images that
-training draws, `feature_views` augmented views drawn by the run's own training augmentation from a fixed
-seed (the same for every run seed, so seeds share the cache). A training draw takes one augmented view
+training draws (not the held-out source fold), `feature_views` augmented views drawn by the run's own training
+augmentation from a fixed seed (the same for every run seed, so seeds share the cache). A training draw takes one augmented view
 at random from (seed, epoch, draw), as an image draw takes its augmentation.
 
 The cache file CACHE_DIR/features/NAME-KEY.npy, (N, views, F) float16, is keyed by the images (paths, sizes,
@@ -53,19 +53,21 @@ class FeatureViews(Dataset):
 
 
 class _Views(Dataset):
-    """Every (image, view) pair of a dataset, view 0 from `eval_ds`, view v > 0 from `train_ds` seeded by (i, v)."""
+    """The images to run through the backbone: every row's evaluation view (from `eval_ds`), then `views` augmented
+    views (from `train_ds`, seeded by row and view) of each row in `train_rows`."""
 
-    def __init__(self, train_ds, eval_ds, views: int):
-        self.train_ds, self.eval_ds, self.views = train_ds, eval_ds, views
+    def __init__(self, eval_ds, train_ds=None, train_rows=(), views: int = 0):
+        self.eval_ds, self.train_ds, self.train_rows, self.views = eval_ds, train_ds, np.asarray(train_rows, int), views
 
     def __len__(self):
-        return len(self.eval_ds) * self.views
+        return len(self.eval_ds) + len(self.train_rows) * self.views
 
     def __getitem__(self, k):
-        i, v = divmod(k, self.views)
-        if v == 0:
-            return self.eval_ds[i][0]
-        seed = int(np.random.SeedSequence([VIEW_SEED, i, v]).generate_state(1)[0])
+        if k < len(self.eval_ds):
+            return self.eval_ds[k][0]
+        j, v = divmod(k - len(self.eval_ds), self.views)
+        i = int(self.train_rows[j])
+        seed = int(np.random.SeedSequence([VIEW_SEED, i, v + 1]).generate_state(1)[0])
         return self.train_ds.sample(i, seed)[0]
 
 
@@ -93,20 +95,24 @@ def extraction_autocast(device: torch.device, fast: bool) -> bool:
 
 
 @torch.no_grad()
-def extract(net, dataset: Dataset, views: int, device, bf16: bool, channels_last: bool, workers: int, progress=None,
+def extract(net, views: _Views, device, bf16: bool, channels_last: bool, workers: int, progress=None,
             label: str = "") -> np.ndarray:
-    """(N, views, F) float16 features of every image and view of `dataset` (a _Views)."""
+    """(N, 1 + views, F) float16 features: every row's evaluation view, then the augmented views of the training
+    rows (zeros for the rows training never draws)."""
     net.eval()
-    loader = DataLoader(dataset, batch_size=64, shuffle=False, num_workers=workers)
-    task = progress.add_task(label, total=len(dataset)) if progress is not None else None
+    loader = DataLoader(views, batch_size=64, shuffle=False, num_workers=workers)
+    task = progress.add_task(label, total=len(views)) if progress is not None else None
     out = []
     for x in loader:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out.append(net(to_device(x, device, channels_last)).float().cpu().numpy().astype(np.float16))
         if task is not None:
             progress.advance(task, len(x))
-    feats = np.concatenate(out)
-    return feats.reshape(len(feats) // views, views, -1)
+    flat, n = np.concatenate(out), len(views.eval_ds)
+    feats = np.zeros((n, 1 + views.views, flat.shape[1]), np.float16)
+    feats[:, 0] = flat[:n]
+    feats[views.train_rows, 1:] = flat[n:].reshape(len(views.train_rows), views.views, -1)
+    return feats
 
 
 def cached_features(name: str, rel_paths, root, params: dict, cache_dir, compute) -> np.ndarray:
@@ -134,38 +140,40 @@ def use_cached_features(data: RunData, model, cfg: TrainConfig, device, channels
     workers = min(cfg.workers, 2)
     aug = {k: getattr(cfg, k) for k in AUG_FIELDS}
 
-    def features(name, images, labels, rel_paths, root, crop, norm, views, source):
-        train_ds = data.cells(images, labels, True, norm, source=source) if views > 1 else None
+    def features(name, images, labels, rel_paths, root, crop, norm, train_rows, source):
+        views = cfg.feature_views if len(train_rows) else 0
+        train_ds = data.cells(images, labels, True, norm, source=source) if views else None
         eval_ds = data.cells(images, labels, False, norm)
-        params = {"backbone": ident, "crop": crop, "work": cfg.work_size, "views": views, "norm": norm,
-                  "bf16": bf16, **(aug if views > 1 else {"image_size": cfg.image_size})}
+        rows = hashlib.sha1(np.asarray(train_rows, np.int64).tobytes()).hexdigest()[:16]
+        params = {"backbone": ident, "crop": crop, "work": cfg.work_size, "views": views, "norm": norm, "bf16": bf16,
+                  "train_rows": rows, **(aug if views else {"image_size": cfg.image_size})}
         return cached_features(name, rel_paths, root, params, cfg.cache_dir, lambda: extract(
-            net, _Views(train_ds, eval_ds, views), views, device, bf16, channels_last, workers, progress,
-            f"features {name} ({views} views)"))
+            net, _Views(eval_ds, train_ds, train_rows, views), device, bf16, channels_last, workers, progress,
+            f"features {name} (1 + {views} views)"))
 
     train_parts, val_parts = [], []
     for dataset in SOURCES:
         frame, images = data.prepared[dataset]
         labels = frame["label_id"].to_numpy()
-        feats = features(dataset, images, labels, frame["path"].tolist(), data.roots[dataset], data.crops[dataset],
-                         data.normalization[dataset], 1 + cfg.feature_views, True)
         tr, va = data.split_rows[dataset]
+        feats = features(dataset, images, labels, frame["path"].tolist(), data.roots[dataset], data.crops[dataset],
+                         data.normalization[dataset], tr, True)
         train_parts.append(FeatureViews(feats, tr, labels[tr], True))
         if len(va):
             val_parts.append(FeatureViews(feats, va, labels[va], False))
     data.source_train = CellConcat(train_parts)
     data.source_val = CellConcat(val_parts) if val_parts else None
     frame, images = data.prepared[cfg.target]
-    views = 1 + cfg.feature_views if cfg.target_in_batch else 1  # augmented target views only where steps draw them
-    unlabelled = np.full(len(frame), -1)
+    unlabelled, every = np.full(len(frame), -1), np.arange(len(frame))
+    drawn = every if cfg.target_in_batch else every[:0]  # augmented target views only where steps draw them
     feats = features(cfg.target, images, unlabelled, frame["path"].tolist(), data.roots[cfg.target],
-                     data.crops[cfg.target], data.normalization[cfg.target], views, False)
-    data.target_eval = FeatureViews(feats, np.arange(len(frame)), unlabelled, False)
-    data.target_train = FeatureViews(feats, np.arange(len(frame)), unlabelled, True) if views > 1 else None
+                     data.crops[cfg.target], data.normalization[cfg.target], drawn, False)
+    data.target_eval = FeatureViews(feats, every, unlabelled, False)
+    data.target_train = FeatureViews(feats, every, unlabelled, True) if len(drawn) else None
     if data.watch is not None:
         rel, root, crop, w_images = data.watch_part
         feats = features(cfg.watch_split, w_images, np.full(len(rel), -1), rel, root, crop,
-                         data.normalization[cfg.target], 1, False)
+                         data.normalization[cfg.target], [], False)
         data.watch = FeatureViews(feats, np.arange(len(rel)), np.full(len(rel), -1), False)
     data._probes = {}
     model.takes_features = True
