@@ -81,6 +81,9 @@ def test_frozen_features_are_cached_once_and_the_checkpoint_predicts_images_as_t
     drawn = {int(np.flatnonzero((feats[row] == views.sample(0, s)[0].numpy().astype(np.float16)).all(1))[0])
              for s in range(40)}
     assert drawn == {1, 2, 3, 4}  # a training draw takes an augmented view, never the evaluation one
+    fit(vit_config(tiny, tmp_path / "kit", path, freeze_backbone=True, recipe="kit", cache_dir=str(tmp_path / "cache")))
+    target = [p for p in (tmp_path / "cache" / "features").glob("WBC1-*.npy") if p not in cache]
+    assert [np.load(p, mmap_mode="r").shape for p in target] == [(30, 1, 384)]  # no target batches: no target views
     calls = []
     monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(1))
     fit(vit_config(tiny, tmp_path, path, freeze_backbone=True, feature_views=4, fast=False, trade_off=1.0, seed=1))
@@ -114,3 +117,20 @@ def test_a_timm_convnet_trains_and_predicts(tiny, demo, tmp_path, model):
     assert ("target_bn" in ckpt) is (model == "efficientnet_b0")
     logits = predict_run(ckpt, wbc1(demo), tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
     assert logits.shape == (30, 11) and np.isfinite(logits).all()
+
+
+def test_a_wrong_file_is_one_line_from_train_py(demo, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from backbone_files import write_torchvision
+
+    write_torchvision(tmp_path / "resnet18.pth")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "train.py", "--demo", "--data-root", str(demo / "data"), "--runs",
+                           str(tmp_path / "runs"), "--backbone", VIT_S, "--weights", str(tmp_path / "resnet18.pth")],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not fit --backbone timm:vit_small_patch14_dinov2" in errors[0], done.stderr

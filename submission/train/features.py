@@ -111,7 +111,8 @@ def extract(net, views: _Views, device, bf16: bool, channels_last: bool, workers
     flat, n = np.concatenate(out), len(views.eval_ds)
     feats = np.zeros((n, 1 + views.views, flat.shape[1]), np.float16)
     feats[:, 0] = flat[:n]
-    feats[views.train_rows, 1:] = flat[n:].reshape(len(views.train_rows), views.views, -1)
+    if views.views:
+        feats[views.train_rows, 1:] = flat[n:].reshape(len(views.train_rows), views.views, -1)
     return feats
 
 
