@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from backbone_files import WIDTHS, write_dinobloom, write_timm, write_torchvision
+
 from submission.config import make_config
 from submission.errors import KitError
 from submission.methods import backbones, weights
@@ -97,7 +97,7 @@ def test_settings_that_follow_from_the_backbone(files, tmp_path):
     assert resolve(make_config(backbone=VIT_S, pretrained=False)).image_size == 518  # timm's own input size
     assert resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]), image_size=64)).image_size == 56
     assert resolve(make_config(image_size=64)).image_size == 64 and make_config().input_norm is None
-    model, cfg, record = build_model(cfg)
+    _, cfg, record = build_model(cfg)
     assert cfg.adabn is False and record["format"] == "DinoBloom (teacher)" and len(record["sha256"]) == 16
     with pytest.raises(KitError, match=r"--adabn does nothing for timm:vit_small_patch14_dinov2: it has no BatchNorm"):
         build_model(resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]), adabn=True, image_size=28)))

@@ -126,9 +126,8 @@ def cached_features(name: str, rel_paths, root, params: dict, cache_dir, compute
     with file_lock(path.with_suffix(".lock")):
         if not path.is_file():
             feats = compute()
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, feats)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, feats)
     return np.load(path, mmap_mode="r")
 
 
