@@ -93,6 +93,8 @@ def main(
         return Target.of_run(split, first_run)
 
     if check is not None:
+        if not check.is_file():
+            raise KitError(f"no file {check} to check: write it with `python ensemble.py` (or give its path)")
         folders = [Path(r) for r in run] if run else run_folders(runs)
         target = target_of(folders[0] if folders else None)
         problems = check_submission(read_submission(check), target.images)

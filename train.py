@@ -7,13 +7,15 @@ import typer
 
 from submission.cli import config_options
 from submission.config import RECIPE_NOTES, make_config
-from submission.errors import user_errors
+from submission.errors import KitError, user_errors
 from submission.scoring.validators import describe_choice
 
 app = typer.Typer(add_completion=False, rich_markup_mode="rich")
 
 
-@app.command(help=f"""Train resnet18 (+ MDD) on Acevedo_20 + Matek_19, adapting to the unlabelled target images.
+@app.command(help=f"""Train one run on Acevedo_20 + Matek_19 and adapt it to the unlabelled target images (the kit's
+recipe: resnet18 trained on the sources, then AdaBN on the target; MDD, MCC, IM, BNM and more as --recipe or
+the Adaptation options).
 
 Another backbone: --backbone resnet34|resnet50|timm:MODEL, with --weights FILE for a local file (a torchvision or
 timm state dict, or a DinoBloom checkpoint); --freeze-backbone trains on cached features (a foundation model on a CPU).
@@ -30,19 +32,22 @@ Recipes (--recipe): {'; '.join(f'[bold]{k}[/]: {v}' for k, v in RECIPE_NOTES.ite
 @user_errors
 def main(
     settings: dict,
-    recipe: Annotated[Optional[str], typer.Option(help="Named recipe: kit (default), seed or source-only; it fills every "
-                                                       "setting not given.", show_default=False)] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Budget preset on top of the recipe: data demo/data, 64 px, "
-                                                      "8 x 50 steps, no ImageNet weights.")] = False,
+    recipe: Annotated[Optional[str], typer.Option(help="Named recipe: kit (default), mcc, seed or source-only; it fills "
+                                                       "every setting not given.", show_default=False,
+                                                  rich_help_panel="Data")] = None,
+    demo: Annotated[bool, typer.Option("--demo", metavar="", help="Budget preset on top of the recipe: data demo/data, "
+                                                      "64 px, 8 x 50 steps, no ImageNet weights.")] = False,
     config: Annotated[Optional[Path], typer.Option(help="Rerun a recorded run: its config.json (or run folder) fills "
                                                         "every setting not given.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUNS/seed{N} from its last.pt.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in RUNS/seed{N}.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue the run in RUNS/seed{N} from its last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar="", help="Replace a run already in RUNS/seed{N}.")] = False,
 ):
     from submission.train.distributed import ranks_from_env, teardown
     from submission.train.loop import fit
 
     cfg = make_config(recipe, demo, config, **settings)
+    if not resume:
+        check_sources(Path(cfg.data_root))
     try:
         best = fit(cfg, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -53,6 +58,15 @@ def main(
         print(f"best.pt: {describe_choice(best)} by {cfg.select}; target SND {best['target_snd']:.4f}, "
               f"source-val F1 {best['source_val_f1']:.3f} "
               f"-> {cfg.run_dir / 'best.pt'}")
+
+
+def check_sources(root: Path) -> None:
+    """Before any model, download or run folder: the sources must be there (a newcomer's first try)."""
+    missing = [d for d in ("Acevedo_20", "Matek_19") if not (root / d).is_dir()]
+    if missing:
+        raise KitError(f"no {' or '.join(missing)} in {root}/: the kit expects the challenge layout (README, 'Data'); "
+                       "bring a folder in with `python -m submission.importer`, or try the kit on synthetic data: "
+                       "`python -m submission.demo --dest demo`, then `python train.py --demo`")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from submission.config import FIELDS, default_workers, shown_default
+from submission.config import FIELDS, PANEL_OF, default_workers, shown_default
 
 
 def _option(name: str, f: dataclasses.Field):
@@ -24,7 +24,9 @@ def _option(name: str, f: dataclasses.Field):
         args = [a for a in typing.get_args(f.type) if a is not type(None)]
         kind = args[0] if args else f.type
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-    return Optional[kind], typer.Option(*decls, help=help_text, show_default=False)
+    switch = {"metavar": ""} if kind is bool else {}  # a switch takes no value: show none
+    return Optional[kind], typer.Option(*decls, help=help_text, show_default=False, rich_help_panel=PANEL_OF[name],
+                                        **switch)
 
 
 def config_options(skip=()):

@@ -9,12 +9,13 @@ dict, the --demo preset, a recorded config.json (--config), and every option giv
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from submission.choices import CHOICES, choices_help
+from submission.cores import default_workers
 from submission.errors import KitError
+from submission.methods.registry import TERMS
 
 FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
 # Pixels per micrometre of each dataset (challenge README): the 25 um crop follows from it.
@@ -30,15 +31,6 @@ def crop_for(px_per_um: float) -> int:
 
 DEFAULT_CROP_PX = {d: crop_for(v) for d, v in PX_PER_UM.items()}  # 250, 345, 288, 288
 
-
-def default_workers() -> int:
-    """Loader worker processes: the cores this process may use, at most 4; under torchrun the cores
-    divided by the number of processes."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(4, cores // int(os.environ.get("WORLD_SIZE", 1))))
 
 
 def setting(default=None, help: str = "", *, factory=None, flag: str | None = None, cli: bool = True, parse=None,
@@ -71,7 +63,9 @@ TARGET_NORMS = ("own", "source")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class _Settings:
+    """The settings of the kit itself; the adaptation terms' own settings are added below from
+    methods/registry.py (their weights 0 in the kit's recipe)."""
     seed: int = setting(0, "Seed; names the run folder RUNS/seed{N}.")
     recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, mcc, seed or "
                                  "source-only.", choices=("kit", "mcc", "seed", "source-only"))
@@ -104,23 +98,12 @@ class TrainConfig:
                               parse=_floats)
     lr_step_factor: float = setting(0.1, "step schedule: factor at each step.")
     lr_min_frac: float = setting(0.0, "cosine schedule: final lr as a fraction of --lr.")
-    trade_off: float = setting(0.0, "Weight of the MDD transfer loss (0: no adversarial term; 1 in the paper and "
-                                    "the seed recipe).")
-    margin: float = setting(4.0, "MDD margin gamma.")
     grl_hi: float = setting(0.1, "Final gradient-reversal coefficient.")
     grl_max_iters: int = setting(1000, "Ramp length of the reversal coefficient (0: total steps / 20).")
     target_in_batch: bool = setting(False, "Forward the target images with the sources in every step, so BatchNorm "
                                           "sees both domains (off: the sources alone).")
     target_norm: str = setting("source", "Normalisation of the target images: own (their own mean/std, label-free) or "
                                       "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
-    mcc_weight: float = setting(0.0, "Weight of the MCC (minimum class confusion) loss on the target batch (0: off; "
-                                     "1 in the paper). Combines with MDD.")
-    mcc_temperature: float = setting(2.5, "MCC softmax temperature (2 to 3 in the paper's scripts).")
-    im_weight: float = setting(0.0, "Weight of SHOT's information maximisation loss on the target batch: mean "
-                                    "entropy minus the entropy of the mean prediction (0: off).")
-    div_weight: float = setting(0.0, "Weight of the diversity term alone (minus the entropy of the target batch's "
-                                     "mean prediction): a balance term that keeps classes from vanishing under MCC "
-                                     "(0: off).")
     colour_aug: float = setting(0.0, "Target-informed colour augmentation: share of source images recoloured towards a "
                                      "random target image (nucleus and the rest separately; target pixels only, no "
                                      "labels) and then normalised as target images (0: off).")
@@ -141,7 +124,7 @@ class TrainConfig:
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
-    select: str = setting("source-val", f"Label-free checkpoint choice for best.pt: {choices_help()}.", choices=tuple(CHOICES))
+    select: str = setting("last", f"Label-free checkpoint choice for best.pt: {choices_help()}.", choices=tuple(CHOICES))
     snd_temperature: float = setting(0.005, "SND temperature.")
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
     max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "
@@ -172,7 +155,11 @@ class TrainConfig:
     crop_px: dict = setting(None, "25 um crop in px for Acevedo_20,Matek_19,WBC (from the datasets' px/um).",
                             factory=lambda: dict(DEFAULT_CROP_PX), parse=_crops)
     device: str = setting("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    workers: int = setting(None, "Data loader worker processes (default: the cores, at most 4).", factory=default_workers)
+    workers: int = setting(None, "Data loader worker processes (default: the cores this process may use, at most 4; "
+                                 "divided among torchrun ranks, pytest-xdist workers and KIT_PARALLEL runs).",
+                           factory=default_workers)
+    threads: int | None = setting(None, "torch threads for this run (default: torch's own choice, all cores); a run beside "
+                                        "another on the same cores is faster with its share, e.g. 1 of 2.")
     cache: bool = setting(True, "Read prepared images from a uint8 cache on disk.")
     cache_dir: str = setting("cache", "Cache folder: prepared images and normalisation statistics.")
     max_unreadable: float = setting(0.01, "Share of a dataset's images that may be unreadable (skipped).")
@@ -203,12 +190,36 @@ class TrainConfig:
         return d
 
 
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(s.name, type(s.default), setting(s.default, s.help)) for t in TERMS for s in t.settings],
+    bases=(_Settings,), frozen=True)
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = "Every setting of one training run: the kit's own, then each adaptation term's (methods/)."
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+# train.py's help panels: every setting in one (tests/test_cli.py checks).
+PANELS = {
+    "Data": ("seed", "recipe", "data_root", "splits_dir", "runs", "target", "target_dir", "px_per_um", "crop_px",
+             "val_fold", "max_unreadable", "cache", "cache_dir"),
+    "Model": ("backbone", "weights", "timm_args", "pretrained", "freeze_backbone", "feature_views", "image_size",
+              "input_norm", "bottleneck_dim", "head_width", "dropout"),
+    "Optimisation": ("epochs", "iters_per_epoch", "batch_size", "lr", "backbone_lr_mult", "layer_lr_decay", "momentum",
+                     "weight_decay", "lr_schedule", "lr_gamma", "lr_decay", "lr_steps", "lr_step_factor", "lr_min_frac",
+                     "balanced", "class_weighted_loss", "zoom"),
+    "Adaptation": ("target_in_batch", "target_norm", "adabn", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
+                   "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
+    "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",
+                          "bn_batches", "watch_split", "keep_epochs"),
+    "Runtime": ("device", "workers", "threads", "log_every", "fast", "compile", "sync_bn"),
+}
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
 
 # The kit's recipe is the dataclass's defaults, chosen over the lab bank by a rule fixed beforehand
 # (docs/lab-bank.md, docs/frozen_choice.json): source-only training with AdaBN, the adaptive method with the
 # best worst selection lab. MCC, the earlier default chosen on the demo lab alone, is the `mcc` recipe.
-KIT: dict = {"select": "last"}  # the trust study's rule 7: every choice tied on the bank; the simplest
+KIT: dict = {}  # best.pt = the last epoch (the trust study's rule 7: every choice tied on the bank; the simplest)
 MCC = {"mcc_weight": 1.0, "target_in_batch": True, "target_norm": "own", "adabn": False, "select": "avg"}
 RECIPES = {
     "kit": KIT,
@@ -218,8 +229,7 @@ RECIPES = {
              "class_weighted_loss": True, "batch_size": 32, "epochs": 50, "trade_off": 1.0, "margin": 4.0,
              "snd_temperature": 0.005, "select": "snd", "mcc_weight": 0.0},
     # the kit with every adaptation term and every use of target images switched off
-    "source-only": {**KIT, "trade_off": 0.0, "mcc_weight": 0.0, "im_weight": 0.0, "div_weight": 0.0, "colour_aug": 0.0,
-                    "stain_jitter": 0.0, "adabn": False, "prior_em": False, "target_in_batch": False,
+    "source-only": {**KIT, **{t.weight: 0.0 for t in TERMS}, "colour_aug": 0.0, "stain_jitter": 0.0, "adabn": False, "prior_em": False, "target_in_batch": False,
                     "target_norm": "source", "select": "source-val"},
 }
 RECIPE_NOTES = {
@@ -245,9 +255,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:
             raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
-    for name in ("mcc_weight", "im_weight", "div_weight"):
-        if getattr(cfg, name) > 0 and not cfg.target_in_batch:
-            raise KitError(f"--{name.replace('_', '-')} needs the target images in the batch (--target-in-batch)")
+    for term in TERMS:
+        if term.needs_target and term.active(cfg) and not cfg.target_in_batch:
+            raise KitError(f"--{term.weight.replace('_', '-')} ({term.name}) needs the target images in the batch "
+                           "(--target-in-batch)")
     if cfg.select == "avg" and cfg.average_last < 1:
         raise KitError("--select avg needs --average-last of at least 1")
     if cfg.select in ("source-val", "estimate") and cfg.val_fold < 0:

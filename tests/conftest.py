@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from submission.config import TrainConfig, make_config
+from submission.cores import usable_cores
 from submission.studies.demo import generate
 
-torch.set_num_threads(2)
+torch.set_num_threads(usable_cores())  # both cores alone, one each under pytest-xdist -n 2
 os.environ["COLUMNS"] = "200"  # rich wraps console lines at the terminal width
 
 

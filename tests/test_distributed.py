@@ -88,10 +88,11 @@ def test_two_process_weights_match_one_process_with_averaged_slice_gradients(dem
 
 def sliced_reference(cfg, tmp_path):
     """The one-process computation: each rank's slice forwarded separately, the gradients averaged."""
+    from submission.methods.grl import grl_coeff
     from submission.methods.mcc import mcc_loss
-    from submission.methods.mdd import grl_coeff, mdd_loss
+    from submission.methods.mdd import mdd_loss
     from submission.methods.model import MDDNet
-    from submission.train.loop import epoch_batches, stream_seed
+    from submission.train.batches import epoch_batches, stream_seed
     from submission.train.step import lr_at, make_optimizer, seed_everything, set_lr
 
     seed_everything(cfg.seed)

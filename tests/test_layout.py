@@ -7,8 +7,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "submission"
-# Imports run downward in this order: a module may import its own wing and the wings before it.
-WINGS = ("ground", "methods", "data", "scoring", "train", "predict", "studies", "entry")
+# Imports run downward in this order: a module may import its own wing and the wings before it. The settings
+# (config.py, cli.py) stand on methods/, whose adaptation terms declare their own settings.
+WINGS = ("ground", "methods", "settings", "data", "scoring", "train", "predict", "studies", "entry")
+SETTINGS = ("config", "cli")
 ENTRY = ("demo", "importer", "splits", "bench", "study", "report", "experiments")  # `python -m submission.X` forwards
 MODULES = sorted(PACKAGE.rglob("*.py"))
 SCRIPTS = [ROOT / n for n in ("train.py", "infer.py", "ensemble.py")]
@@ -18,6 +20,8 @@ def wing(module: str) -> str:
     parts = module.split(".")[1:]
     if len(parts) > 1:
         return parts[0]
+    if parts and parts[0] in SETTINGS:
+        return "settings"
     return "entry" if parts and parts[0] in ENTRY else "ground"
 
 

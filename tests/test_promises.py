@@ -21,7 +21,8 @@ from submission.data.transforms import prepare
 from submission.methods.model import MDDNet
 from submission.methods.tta import predict_logits
 from submission.predict.submit import check_submission
-from submission.train.loop import fit, warn_lost_classes
+from submission.train.finish import warn_lost_classes
+from submission.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

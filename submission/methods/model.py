@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from submission.methods import backbones
-from submission.methods.mdd import reverse_gradient
+from submission.methods.grl import reverse_gradient
 
 
 def _head(in_dim: int, width: int, num_classes: int, dropout: float) -> nn.Sequential:

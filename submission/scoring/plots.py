@@ -91,7 +91,7 @@ def plot_curves(metrics: pd.DataFrame, best_epoch: int, path, title: str = "") -
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     e = metrics["epoch"]
     panels = [
-        ("losses", [("cls_loss", "classification"), ("transfer_loss", "transfer (MDD)")]),
+        ("losses", [(c, c.removesuffix("_loss")) for c in metrics.columns if c.endswith("_loss")]),
         ("source-validation macro F1", [("source_val_f1", "macro F1")]),
         ("target SND (higher: denser)", [("target_snd", "SND")]),
         ("target entropy (nats)", [("target_entropy", "entropy")]),

@@ -4,30 +4,30 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from submission.config import TrainConfig
-from submission.data.classes import CLASSES, NUM_CLASSES
-from submission.data.datasets import epoch_loader
+from submission.cores import fit_threads
+from submission.data.classes import NUM_CLASSES
 from submission.data.files import atomic_path, save_npy, save_torch, write_csv, write_json
 from submission.data.rundata import RunData
-from submission.errors import KitError, note, warn
-from submission.methods.adabn import recompute_batchnorm
-from submission.methods.mdd import grl_coeff
-from submission.methods.backbones import batchnorms
+from submission.errors import KitError, warn
+from submission.methods.grl import grl_coeff
 from submission.methods.model import to_device
+from submission.methods.registry import TERMS, trains_adversary
 from submission.progress import data_progress, train_progress
-from submission.scoring.validators import describe_choice, real_classes, selection_key
+from submission.scoring.validators import selection_key
 from submission.train.backbone import build_model, resolve
+from submission.train.batches import epoch_batches, stream_seed
 from submission.train.checkpoint import RunningAverage, checkpoint_dict, load_checkpoint
 from submission.train.distributed import Ranks, barrier, broadcast, setup
 from submission.train.evaluate import evaluate
 from submission.train.features import use_cached_features
 from submission.train.files import prepare_run_dir, write_run_info
+from submission.train.finish import warn_lost_classes, write_average
 from submission.train.step import (
     every_parameter_learns,
     fast_settings,
@@ -40,27 +40,7 @@ from submission.train.step import (
 )
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
-RESUMABLE = ("epochs", "workers", "device", "cache", "cache_dir", "log_every")
-
-
-def stream_seed(seed: int, epoch: int, stream: int) -> int:
-    """Seed of one random stream of one epoch (0 source draws, 1 target draws, 2 BatchNorm
-    re-estimation, 3 dropout): every epoch's randomness derives from (seed, epoch), which makes --resume exact."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
-
-
-def epoch_batches(data: RunData, cfg: TrainConfig, epoch: int, iters: int, pin: bool, stream: int = 0,
-                  ranks: Ranks = Ranks()):
-    """(source x, source y, target x or None) for each step of an epoch, all drawn from (seed, epoch);
-    under torchrun, this rank's slice of each global batch."""
-    n = iters * cfg.batch_size
-    src = epoch_loader(data.source_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream), cfg.workers,
-                       data.source_train.labels if cfg.balanced else None, pin, ranks.rank, ranks.world)
-    if not cfg.target_in_batch:
-        return ((x, y, None) for x, y in src)
-    tgt = epoch_loader(data.target_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream + 1), cfg.workers,
-                       None, pin, ranks.rank, ranks.world)
-    return ((x_s, y_s, x_t) for (x_s, y_s), (x_t, _) in zip(src, tgt))
+RESUMABLE = ("epochs", "workers", "threads", "device", "cache", "cache_dir", "log_every")
 
 
 @dataclass
@@ -133,6 +113,8 @@ def start_run(cfg: TrainConfig, resume: bool, overwrite: bool, console) -> RunSt
     (DDP-wrapped under torchrun) and its optimiser."""
     ranks, device = setup(resolve_device(cfg.device))
     amp, channels_last = fast_settings(device, cfg.fast)
+    if cfg.threads:
+        fit_threads(cfg.workers, cfg.threads)
     cfg = resolve(cfg, resume)  # the backbone's image size and normalisation, before anything reads them
     problem = None
     if ranks.main:
@@ -208,8 +190,7 @@ def train_epoch(run: RunState, epoch: int, progress, task) -> dict:
     cfg, device = run.cfg, run.device
     ramp = cfg.ramp_iters(run.total)
     torch.manual_seed(stream_seed(cfg.seed, epoch, 3))  # dropout
-    names = ("cls_loss", "transfer_loss", "mcc_loss") + (("im_loss",) if cfg.im_weight else ())
-    sums = {k: torch.zeros((), device=device) for k in names}
+    sums: dict = {}  # whatever the step returns: cls_loss and one entry per active term
     batches = epoch_batches(run.data, cfg, epoch, run.iters, device.type == "cuda", ranks=run.ranks)
     for i, (x_s, y_s, x_t) in enumerate(batches):
         step = epoch * run.iters + i
@@ -219,20 +200,29 @@ def train_epoch(run: RunState, epoch: int, progress, task) -> dict:
         x_s = to_device(x_s, device, run.channels_last)
         x_t = None if x_t is None else to_device(x_t, device, run.channels_last)
         losses = train_step(run.step_model, x_s, y_s.to(device, non_blocking=True), x_t, run.optimizer, coeff, cfg,
-                            run.class_weights, run.amp)
-        for k in sums:
-            sums[k] += losses[k]
+                            run.class_weights, run.amp, step, run.total)
+        for k, v in losses.items():
+            sums[k] = sums[k] + v if k in sums else v.clone()
         if (i + 1) % cfg.log_every == 0 or i + 1 == run.iters:
-            cls_l, tr_l, mcc_l, im_l = (float(losses[k]) for k in ("cls_loss", "transfer_loss", "mcc_loss", "im_loss"))
-            if not all(math.isfinite(v) for v in (cls_l, tr_l, mcc_l, im_l)):  # host sync above
-                raise KitError(
-                    f"loss is not finite at step {step} (epoch {epoch}): cls_loss {cls_l}, "
-                    f"transfer_loss {tr_l}, mcc_loss {mcc_l}, im_loss {im_l}; the last good checkpoint is kept. "
-                    f"Try a lower --lr, --trade-off, --mcc-weight or --im-weight")
-            progress.update(task, completed=step + 1,
-                            info=f"cls {cls_l:.3f} transfer {tr_l:.3f} mcc {mcc_l:.3f} coeff {coeff:.3f}")
+            check_finite(losses, step, epoch)  # host sync
+            shown = " ".join(f"{short(k)} {float(v):.3f}" for k, v in losses.items())
+            progress.update(task, completed=step + 1, info=shown + (f" coeff {coeff:.3f}" if trains_adversary(cfg) else ""))
     return {"epoch": epoch, "step": (epoch + 1) * run.iters, "lr": lr, "grl_coeff": coeff,
             **{k: float(v) / run.iters for k, v in sums.items()}}
+
+
+def short(column: str) -> str:
+    """A loss column as the progress line names it: cls_loss -> cls."""
+    return column.removesuffix("_loss")
+
+
+def check_finite(losses: dict, step: int, epoch: int) -> None:
+    values = {k: float(v) for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        flags = ", ".join(f"--{t.weight.replace('_', '-')}" for t in TERMS if t.column in values)
+        raise KitError(f"loss is not finite at step {step} (epoch {epoch}): "
+                       + ", ".join(f"{k} {v}" for k, v in values.items())
+                       + f"; the last good checkpoint is kept. Try a lower --lr{', ' + flags if flags else ''}")
 
 
 def end_epoch(run: RunState, epoch: int, row: dict) -> bool:
@@ -301,46 +291,10 @@ def finish(run: RunState) -> dict:
     return best
 
 
-def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
-    """One warning when the chosen epoch's predicted target class mix has lost classes the sources have."""
-    n = len(data.target_paths)
-    counts = np.array([round(row[f"target_frac_{c}"] * n) for c in CLASSES])
-    present = np.max([mix for mix in data.class_mix.values()], axis=0) > 0
-    lost = [c for c, p, real in zip(CLASSES, present, real_classes(counts)) if p and not real]
-    if lost:
-        warn(f"best.pt ({describe_choice(row)}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
-             f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1; look at "
-             f"target_distribution.png")
-
-
 def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> str:
     guard = "" if row["target_guard_ok"] or not cfg.select.startswith("snd") else " [dim]guarded out[/]"
-    mcc = f" mcc {row['mcc_loss']:.3f}" if cfg.mcc_weight else ""
-    return (f"epoch {row['epoch']}: cls {row['cls_loss']:.3f} transfer {row['transfer_loss']:.3f}{mcc} "
+    losses = " ".join(f"{short(k)} {v:.3f}" for k, v in row.items() if k.endswith("_loss"))
+    return (f"epoch {row['epoch']}: {losses} "
             f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
             f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}{guard}"
             + (" [green]best[/]" if is_best and cfg.select != "avg" else "") + f" [dim]{seconds:.0f}s[/]")
-
-
-def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, cfg: TrainConfig, iters: int,
-                  device, amp: bool, channels_last: bool, last: dict) -> tuple[dict, np.ndarray | None]:
-    """avg.pt: the mean weights of the averaged epochs, with BatchNorm statistics re-estimated for
-    those weights on `bn_batches` training batches (both domains when the run forwards both), and
-    scored as an epoch is (source-val F1, every label-free target score; target outputs in
-    target_logits/avg.npy). Returns (its scores, its source-validation predictions or None)."""
-    model.load_state_dict(average.state_dict_like(model.state_dict()))
-    used = 0
-    if cfg.bn_batches > 0:
-        batches = (x_s if x_t is None else torch.cat([x_s, x_t])
-                   for x_s, _, x_t in epoch_batches(data, cfg, cfg.epochs, min(iters, cfg.bn_batches), False, stream=4))
-        used = recompute_batchnorm(model, batches, device, channels_last)
-        if model.frozen or not batchnorms(model.backbone):
-            why = "is frozen" if model.frozen else "has no BatchNorm"
-            note(f"avg.pt: the backbone {why}; only the bottleneck's BatchNorm statistics were re-estimated")
-    row, target_logits, val_pred, target_bn, _ = evaluate(model, data, cfg, device, amp, channels_last, epoch=cfg.epochs)
-    save_npy(run_dir / "target_logits" / "avg.npy", target_logits)
-    info = {"averaged_epochs": average.epochs, "bn_batches": used, **row}
-    extra = {"target_bn": target_bn} if cfg.adabn else {}
-    save_torch(run_dir / "avg.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, average.epochs[-1], last["step"],
-                                                   info, selected_by="avg" if cfg.select == "avg" else "average", **extra))
-    return row, val_pred

@@ -1,5 +1,5 @@
 """The compute of one training step: device and precision, the learning-rate schedules, the
-optimiser, and the step itself (classification loss plus the adaptation losses the config turns on)."""
+optimiser, and the step itself (classification loss plus the adaptation terms the config turns on)."""
 
 import math
 import random
@@ -10,9 +10,8 @@ import torch.nn.functional as F
 
 from submission.config import TrainConfig
 from submission.errors import KitError
-from submission.methods.im import diversity_loss, im_loss
-from submission.methods.mcc import mcc_loss
-from submission.methods.mdd import mdd_loss
+from submission.methods.registry import active_terms, trains_adversary
+from submission.methods.term import StepOutputs
 
 
 def seed_everything(seed: int) -> None:
@@ -67,48 +66,39 @@ def set_lr(optimizer, lr: float) -> None:
 
 
 def every_parameter_learns(cfg: TrainConfig) -> bool:
-    """Whether every parameter gets a gradient in each step: the adversarial head learns only from
-    MDD's transfer loss (a target batch and a trade-off above 0). DistributedDataParallel must be
+    """Whether every parameter gets a gradient in each step: the adversarial head learns only from a
+    term that trains it (MDD's transfer loss, with a target batch). DistributedDataParallel must be
     told to look for unused parameters otherwise."""
-    return cfg.target_in_batch and cfg.trade_off > 0
+    return trains_adversary(cfg)
 
 
-def train_step(model, x_s, labels_s, x_t, optimizer, coeff: float, cfg: TrainConfig, class_weights=None, amp=False):
-    """One step. With target images (x_t not None): one forward over cat([x_s, x_t]), so BatchNorm
-    sees both domains, the MDD transfer loss x cfg.trade_off, and on the target logits the MCC loss x
-    cfg.mcc_weight, the information maximisation loss x cfg.im_weight and the diversity term x
-    cfg.div_weight. Without: the sources alone, CE only.
+def train_step(model, x_s, labels_s, x_t, optimizer, coeff: float, cfg: TrainConfig, class_weights=None, amp=False,
+               step: int = 0, total_steps: int = 1) -> dict:
+    """One step: the classification loss on the sources plus weight x loss of every active term
+    (methods/registry.py). With target images (x_t not None): one forward over cat([x_s, x_t]), so
+    BatchNorm sees both domains. Without: the sources alone, and only terms that need no target.
 
-    Returns detached losses; no host sync here.
+    Returns {"cls_loss": ..., term.column: ...} of detached losses; no host sync here.
     """
     model.train()
     x = x_s if x_t is None else torch.cat([x_s, x_t])
     with torch.autocast(x_s.device.type, dtype=torch.bfloat16, enabled=amp):
         y, y_adv = model(x, coeff)
     y, y_adv = y.float(), y_adv.float()
-    zero = torch.zeros((), device=y.device)
-    transfer_loss, mcc, im = zero, zero, zero
     if x_t is None:
-        cls_loss = F.cross_entropy(y, labels_s, weight=class_weights)
-        loss = cls_loss
+        out = StepOutputs(y, labels_s, y_s_adv=y_adv, coeff=coeff, step=step, total_steps=total_steps)
     else:
-        y_s, y_t = y.chunk(2)
-        y_s_adv, y_t_adv = y_adv.chunk(2)
-        cls_loss = F.cross_entropy(y_s, labels_s, weight=class_weights)
-        loss = cls_loss
-        if cfg.trade_off:
-            transfer_loss = mdd_loss(y_s, y_s_adv, y_t, y_t_adv, cfg.margin)
-            loss = loss + cfg.trade_off * transfer_loss
-        if cfg.mcc_weight:
-            mcc = mcc_loss(y_t, cfg.mcc_temperature)
-            loss = loss + cfg.mcc_weight * mcc
-        if cfg.im_weight:
-            im = im_loss(y_t)
-            loss = loss + cfg.im_weight * im
-        if cfg.div_weight:
-            loss = loss + cfg.div_weight * diversity_loss(y_t)
+        (y_s, y_t), (y_s_adv, y_t_adv) = y.chunk(2), y_adv.chunk(2)
+        out = StepOutputs(y_s, labels_s, y_t, y_s_adv, y_t_adv, coeff, step, total_steps)
+    cls_loss = F.cross_entropy(out.y_s, labels_s, weight=class_weights)
+    loss, losses = cls_loss, {"cls_loss": cls_loss.detach()}
+    for term in active_terms(cfg):
+        if term.needs_target and x_t is None:
+            raise KitError(f"{term.name} needs a target batch (--target-in-batch)")
+        value = term.loss(out, term.own(cfg))
+        loss = loss + getattr(cfg, term.weight) * value
+        losses[term.column] = value.detach()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"cls_loss": cls_loss.detach(), "transfer_loss": transfer_loss.detach(), "mcc_loss": mcc.detach(),
-            "im_loss": im.detach()}
+    return losses

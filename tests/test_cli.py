@@ -1,0 +1,63 @@
+"""train.py's help tells the truth (panels, the kit's defaults, switches without a value) and a newcomer's
+first mistakes get one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from submission.config import DEMO, FIELDS, PANELS, _fmt, shown_default
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_setting_is_in_one_panel_and_the_help_shows_the_panels():
+    names = [n for names in PANELS.values() for n in names]
+    assert sorted(names) == sorted(FIELDS) and len(set(names)) == len(names)
+    import train
+
+    out = CliRunner().invoke(train.app, ["--help"], env={"COLUMNS": "200"}).output
+    for panel in PANELS:
+        assert f"─ {panel} ─" in out, panel
+    assert "mcc" in next(line for line in out.splitlines() if "│ --recipe" in line)
+    demo_line = next(line for line in out.splitlines() if "--demo " in line)
+    assert "<bool>" not in demo_line and "<bool>" not in next(line for line in out.splitlines() if "--adabn" in line)
+
+
+def test_the_defaults_the_help_states_are_what_a_run_records(demo, tmp_path):
+    """train.py --demo --epochs 1 --iters-per-epoch 1: config.json holds every default the help states
+    (apart from what --demo sets and the options given)."""
+    import train
+
+    given = {"data_root", "runs", "cache_dir", "epochs", "iters_per_epoch", "device", "workers", "image_size"}
+    args = ["--demo", "--epochs", "1", "--iters-per-epoch", "1", "--data-root", str(demo / "data"), "--runs",
+            str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--workers", "0", "--image-size", "32"]
+    result = CliRunner().invoke(train.app, args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "seed0" / "config.json").read_text())
+    checked = 0
+    for name in FIELDS:
+        shown = shown_default(name)
+        if shown is None or name in DEMO or name in given:
+            continue
+        assert shown.split(";")[0] == _fmt(recorded[name] if name != "lr_steps" else tuple(recorded[name])), name
+        checked += 1
+    assert checked > 40
+    assert recorded["select"] == "last" and shown_default("select").startswith("last")
+
+
+def test_train_with_no_data_says_so_in_one_line_and_writes_nothing(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--seed", "0"], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1 and "--demo" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_checking_a_missing_submission_says_the_file_is_missing(tmp_path):
+    import ensemble
+
+    result = CliRunner().invoke(ensemble.app, ["--check", str(tmp_path / "submission.csv"), "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and f"no file {tmp_path / 'submission.csv'}" in result.output
