@@ -83,6 +83,11 @@ def test_user_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "no runs with best.pt" in result.output and "Traceback" not in result.output
     result = runner.invoke(train.app, ["--data-root", str(tmp_path), "--runs", str(tmp_path / "r"), "--no-pretrained",
                                        "--splits", str(tmp_path)])
+    assert result.exit_code == 1 and "no Acevedo_20 or Matek_19" in result.output and "--demo" in result.output
+    for source in ("Acevedo_20", "Matek_19"):  # sources there, split files not: the next check speaks
+        (tmp_path / source).mkdir()
+    result = runner.invoke(train.app, ["--data-root", str(tmp_path), "--runs", str(tmp_path / "r"), "--no-pretrained",
+                                       "--splits", str(tmp_path)])
     assert result.exit_code == 1 and "no split file" in result.output
     result = runner.invoke(train.app, ["--recipe", "fancy"])
     assert result.exit_code == 1 and "unknown recipe 'fancy'" in result.output
