@@ -204,8 +204,8 @@ def train_epoch(run: RunState, epoch: int, progress, task) -> dict:
         for k, v in losses.items():
             sums[k] = sums[k] + v if k in sums else v.clone()
         if (i + 1) % cfg.log_every == 0 or i + 1 == run.iters:
-            check_finite(losses, step, epoch)  # host sync
-            shown = " ".join(f"{short(k)} {float(v):.3f}" for k, v in losses.items())
+            values = check_finite(losses, step, epoch)  # the one host sync of the logged step
+            shown = " ".join(f"{short(k)} {v:.3f}" for k, v in values.items())
             progress.update(task, completed=step + 1, info=shown + (f" coeff {coeff:.3f}" if trains_adversary(cfg) else ""))
     return {"epoch": epoch, "step": (epoch + 1) * run.iters, "lr": lr, "grl_coeff": coeff,
             **{k: float(v) / run.iters for k, v in sums.items()}}
@@ -216,13 +216,15 @@ def short(column: str) -> str:
     return column.removesuffix("_loss")
 
 
-def check_finite(losses: dict, step: int, epoch: int) -> None:
+def check_finite(losses: dict, step: int, epoch: int) -> dict:
+    """The losses as floats (a host sync); a KitError naming the step and the active terms' flags if one is not finite."""
     values = {k: float(v) for k, v in losses.items()}
     if not all(math.isfinite(v) for v in values.values()):
         flags = ", ".join(f"--{t.weight.replace('_', '-')}" for t in TERMS if t.column in values)
         raise KitError(f"loss is not finite at step {step} (epoch {epoch}): "
                        + ", ".join(f"{k} {v}" for k, v in values.items())
                        + f"; the last good checkpoint is kept. Try a lower --lr{', ' + flags if flags else ''}")
+    return values
 
 
 def end_epoch(run: RunState, epoch: int, row: dict) -> bool:
