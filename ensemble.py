@@ -3,6 +3,7 @@
 Imports neither torch nor OpenCV: it reads CSV files and writes one.
 """
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -75,33 +76,13 @@ def main(
     The file is checked before it is written: every image of the split exactly once, in numeric
     order, Label and LabelID agreeing with the class table, one class list for all runs.
     """
-    from submission.data.files import write_csv
-    from submission.data.targets import Target, run_folders
-    from submission.predict.submit import (check_submission, ensemble_logits, predictions_frame, read_logits,
-                                           read_submission, submission_frame, write_submission)
+    from submission.predict.submit import ensemble_logits, read_logits
 
     console = Console()
     name = images.name if images else split
-
-    def target_of(first_run: Path | None) -> Target:
-        if images is not None:
-            return Target.from_folder(images)
-        if data_root is not None:
-            return Target.from_split(split, data_root)
-        if first_run is None:
-            raise KitError(f"no run under {runs} to take the data root from: give --data-root")
-        return Target.of_run(split, first_run)
-
+    target_of = partial(_target_of, images, data_root, split, runs)
     if check is not None:
-        if not check.is_file():
-            raise KitError(f"no file {check} to check: write it with `python ensemble.py` (or give its path)")
-        folders = [Path(r) for r in run] if run else run_folders(runs)
-        target = target_of(folders[0] if folders else None)
-        problems = check_submission(read_submission(check), target.images)
-        if problems:
-            raise KitError(f"{check} is not a valid submission for {name}: " + "; ".join(problems))
-        console.print(f"[green]{check} is a valid submission for {name}[/] ({len(target.images)} images)")
-        return
+        return _check(check, run, runs, name, target_of, console)
     files = _logits_files(run, runs, name, checkpoint, tta, mix)
     if do_no_harm:
         from submission.predict.harm import apply_checks
@@ -111,20 +92,55 @@ def main(
     names = [f.parent.name for f in files]
     mean = ensemble_logits(frames, names)
     target = target_of(files[0].parent)
-    if target.is_challenge_split:
-        sub = submission_frame(mean)
-        write_submission(submission, sub, target.images)
-        written = submission
-    else:  # a lab's folder: probabilities, entropy and the uncertain flag, no challenge format
-        sub = predictions_frame(mean, min_confidence)
-        if set(sub["Image"]) != set(target.images):
-            raise KitError(f"the runs' logits do not cover the images of {target.name}: predict them again")
-        written = predictions or files[0].parent.parent / f"predictions_{name}.csv"
-        write_csv(written, sub)
-
+    sub, written = _write(mean, target, name, files, submission, predictions, min_confidence)
     _report(console, sub, frames, names, name, files[0].stem, plot, labels)
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
     _trust_and_report(files, frames, mean, Path(written), target, report, min_confidence, console)
+
+
+def _target_of(images, data_root, split: str, runs: Path, first_run: Path | None):
+    """What the ensemble predicts: the --images folder, the split under --data-root, or under the first run's."""
+    from submission.data.targets import Target
+
+    if images is not None:
+        return Target.from_folder(images)
+    if data_root is not None:
+        return Target.from_split(split, data_root)
+    if first_run is None:
+        raise KitError(f"no run under {runs} to take the data root from: give --data-root")
+    return Target.of_run(split, first_run)
+
+
+def _check(check: Path, run, runs: Path, name: str, target_of, console) -> None:
+    """--check: the submission file against the split on disk; nothing written."""
+    from submission.data.targets import run_folders
+    from submission.predict.submit import check_submission, read_submission
+
+    if not check.is_file():
+        raise KitError(f"no file {check} to check: write it with `python ensemble.py` (or give its path)")
+    folders = [Path(r) for r in run] if run else run_folders(runs)
+    target = target_of(folders[0] if folders else None)
+    problems = check_submission(read_submission(check), target.images)
+    if problems:
+        raise KitError(f"{check} is not a valid submission for {name}: " + "; ".join(problems))
+    console.print(f"[green]{check} is a valid submission for {name}[/] ({len(target.images)} images)")
+
+
+def _write(mean: pd.DataFrame, target, name: str, files: list[Path], submission: Path, predictions, min_confidence):
+    """The challenge's submission (a challenge split) or a lab's predictions file; returns it and its path."""
+    from submission.data.files import write_csv
+    from submission.predict.submit import predictions_frame, submission_frame, write_submission
+
+    if target.is_challenge_split:
+        sub = submission_frame(mean)
+        write_submission(submission, sub, target.images)
+        return sub, submission
+    sub = predictions_frame(mean, min_confidence)  # a lab's folder: probabilities, entropy, the uncertain flag
+    if set(sub["Image"]) != set(target.images):
+        raise KitError(f"the runs' logits do not cover the images of {target.name}: predict them again")
+    written = predictions or files[0].parent.parent / f"predictions_{name}.csv"
+    write_csv(written, sub)
+    return sub, written
 
 
 def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, console) -> None:
@@ -144,7 +160,7 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
     """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
     every member has them on the same cells; the members' agreement in any case."""
     from submission.data.targets import logits_kind
-    from submission.predict.trust import print_record, read_source_val, record
+    from submission.scoring.trust import print_record, read_source_val, record
 
     classes = list(mean.columns[1:])
     order = mean["Image"]

@@ -24,7 +24,7 @@ def main(
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one each run was trained on).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Predict every image in this folder instead of a split.")] = None,
     px_per_um: cli.PxPerUm = None,
-    crop_px: cli.CropPx = None,
+    images_crop_px: cli.ImagesCropPx = None,
     tta: cli.Tta = True,
     labels: cli.Labels = None,
     submission: Annotated[Optional[Path], typer.Option(
@@ -32,13 +32,14 @@ def main(
     predictions: cli.Predictions = None,
     min_confidence: cli.MinConfidence = 0.5,
     device: cli.Device = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per batch (each goes through the network as 8 views with --tta).")] = 32,
+    infer_batch_size: Annotated[int, typer.Option(
+        help="Images per forward batch (each goes through the network as 8 views with --tta).")] = 32,
     workers: cli.Workers = cli.DEFAULT_WORKERS,
     cache: cli.Cache = True,
     cache_dir: cli.CacheDir = Path("cache"),
-    adabn: Annotated[str, typer.Option(help="For runs trained with --adabn: BatchNorm statistics from the run's target "
-                                            "(stored), re-estimated on the images predicted (refit), or the training "
-                                            "ones (off).")] = "stored",
+    bn_stats: Annotated[str, typer.Option(help="For runs trained with --adabn: BatchNorm statistics from the run's "
+                                               "target (stored), re-estimated on the images predicted (refit), or the "
+                                               "training ones (off).")] = "stored",
     reference: cli.Reference = None,
     estimate: cli.Estimate = True,
 ):
@@ -46,43 +47,64 @@ def main(
     with a .json beside it saying what it holds. With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
     file (for any other folder); with several, run ensemble.py.
     """
-    from submission.data.files import write_csv
-    from submission.data.targets import find_runs, logits_name
-    from submission.predict.inference import predict_run
-    from submission.predict.submit import logits_frame, predictions_frame, read_labels, submission_frame, write_submission
-    from submission.predict.trust import measured
-    from submission.progress import data_progress
-    from submission.scoring.plots import score, scores_table
-    from submission.train.checkpoint import load_checkpoint
+    from submission.cores import fit_threads
+    from submission.data.targets import find_runs
+    from submission.predict.submit import read_labels
 
+    fit_threads(workers)  # torch's threads at most the cores this process may use
     console = Console()
-    folder_crop = _folder_crop(images, px_per_um, crop_px)
+    folder_crop = _folder_crop(images, px_per_um, images_crop_px)
     paths = find_runs(runs, run, checkpoint)
     truth = read_labels(labels, images.name if images else split) if labels else None
+    opts = dict(tta=tta, device=device, batch_size=infer_batch_size, workers=workers, cache=cache,
+                cache_dir=str(cache_dir))
+    written, vals, target, frame = _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats,
+                                                estimate, opts, console)
+    if estimate:
+        _estimates(written, vals, console)
+    if reference is not None:
+        _do_no_harm(reference, written, vals, target, opts, console)
+    _write_single(paths, target, frame, submission, predictions, min_confidence, console)
+
+
+def _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats, estimate, opts, console):
+    """Each run's logits (and source-validation logits) written beside it; the scores table printed."""
+    from submission.data.targets import logits_name
+    from submission.predict.inference import predict_run
+    from submission.predict.submit import logits_frame
+    from submission.progress import data_progress
+    from submission.scoring.plots import score, scores_table
+    from submission.scoring.trust import measured
+    from submission.train.checkpoint import load_checkpoint
+
     rows, targets, written, vals = [], {}, [], []
     source_bn = measured()["single"]["source_val_batchnorm"]
-    opts = dict(tta=tta, device=device, batch_size=batch_size, workers=workers, cache=cache, cache_dir=str(cache_dir))
     for path in paths:
         ckpt = load_checkpoint(path)
         target = _target(ckpt, images, folder_crop, data_root, split, targets, console)
         with data_progress(console) as progress:
-            out = predict_run(ckpt, target, progress=progress, adabn=adabn, source_val=estimate, source_bn=source_bn, **opts)
+            out = predict_run(ckpt, target, progress=progress, adabn=bn_stats, source_val=estimate,
+                              source_bn=source_bn, **opts)
         logits, val = out if estimate else (out, None)
         frame = logits_frame(target.images, logits, ckpt["classes"])
-        dest = path.parent / logits_name(target.name, path.stem, tta)
-        _write(dest, frame, val, _describe(path, ckpt, target, tta, adabn))
+        dest = path.parent / logits_name(target.name, path.stem, opts["tta"])
+        _write(dest, frame, val, _describe(path, ckpt, target, opts["tta"], bn_stats))
         written.append((dest, logits))
         vals.append((val, tuple(target.images), ckpt["classes"]))
         pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
         s = score(pd.Series(pred, index=frame["Image"]), truth)
         rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
-        console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> {dest}",
-                      highlight=False, soft_wrap=True)
-    console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if tta else 'no TTA'}"))
-    if estimate:
-        _estimates(written, vals, console)
-    if reference is not None:
-        _do_no_harm(reference, written, vals, target, opts, console)
+        console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> "
+                      f"{dest}", highlight=False, soft_wrap=True)
+    console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if opts['tta'] else 'no TTA'}"))
+    return written, vals, target, frame
+
+
+def _write_single(paths, target, frame, submission, predictions, min_confidence, console) -> None:
+    """One run: the challenge's submission (WBC2/WBC1) or a lab's predictions file; several: point to ensemble.py."""
+    from submission.data.files import write_csv
+    from submission.predict.submit import predictions_frame, submission_frame, write_submission
+
     if len(paths) == 1 and target.is_challenge_split:
         dest = submission or Path("submission.csv" if target.name == "WBC2" else f"submission_{target.name}.csv")
         write_submission(dest, submission_frame(frame), target.images)
@@ -97,13 +119,14 @@ def main(
 
 
 def _folder_crop(images, px_per_um, crop_px) -> int | None:
-    """The 25 um crop of an --images folder, from --px-per-um or --crop-px (None: not given)."""
+    """The 25 um crop of an --images folder, from --px-per-um or --images-crop-px (None: not given)."""
     from submission.config import crop_for
 
     if images is None and (px_per_um or crop_px):
-        raise KitError("--px-per-um and --crop-px describe an --images folder; a split's scale comes from the run")
+        raise KitError("--px-per-um and --images-crop-px describe an --images folder; a split's scale comes from "
+                       "the run")
     if px_per_um and crop_px:
-        raise KitError("give --px-per-um or --crop-px, not both")
+        raise KitError("give --px-per-um or --images-crop-px, not both")
     return crop_px or (crop_for(px_per_um) if px_per_um else None)
 
 
@@ -162,7 +185,7 @@ def _do_no_harm(reference: Path, written: list, vals: list, target, options: dic
 def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
     """The logits CSV, the source-validation logits beside it (when predicted) and the JSON saying what they hold."""
     from submission.data.files import write_csv, write_json
-    from submission.predict.trust import source_val_name, write_source_val
+    from submission.scoring.trust import source_val_name, write_source_val
 
     write_csv(dest, frame)
     dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction
@@ -178,7 +201,7 @@ def _estimates(written: list, vals: list, console) -> None:
     import json
 
     from submission.data.files import write_json
-    from submission.predict.trust import print_record, record
+    from submission.scoring.trust import print_record, record
 
     for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
         others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]

@@ -65,7 +65,7 @@ def check_sources(root: Path) -> None:
     missing = [d for d in ("Acevedo_20", "Matek_19") if not (root / d).is_dir()]
     if missing:
         raise KitError(f"no {' or '.join(missing)} in {root}/: the kit expects the challenge layout (README, 'Data'); "
-                       "bring a folder in with `python -m submission.importer`, or try the kit on synthetic data: "
+                       "bring a folder in with `python -m submission.data.importer`, or try the kit on synthetic data: "
                        "`python -m submission.demo --dest demo`, then `python train.py --demo`")
 
 

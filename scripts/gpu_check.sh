@@ -18,5 +18,5 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 OUT=${OUT:-.}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m submission.bench --device cuda --steps 40 --images 16 --min-seconds 1 --json "$OUT/bench_gpu.json"
-python3 -m submission.bench --device cuda --steps 40 --images 4 --min-seconds 0.3 --compile --json "$OUT/bench_gpu_compile.json"
+python3 -m studies.bench --device cuda --steps 40 --images 16 --min-seconds 1 --json "$OUT/bench_gpu.json"
+python3 -m studies.bench --device cuda --steps 40 --images 4 --min-seconds 0.3 --compile --json "$OUT/bench_gpu_compile.json"

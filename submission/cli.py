@@ -9,7 +9,50 @@ from typing import Annotated, Optional
 
 import typer
 
-from submission.config import FIELDS, PANEL_OF, default_workers, shown_default
+from submission.config import DEMO, FIELDS, RECIPES, default_workers
+from submission.methods.registry import TERMS
+
+# train.py's help panels: every setting in one (tests/test_cli.py checks).
+PANELS = {
+    "Data": ("seed", "recipe", "data_root", "splits_dir", "runs", "target", "target_dir", "px_per_um", "crop_px",
+             "val_fold", "max_unreadable", "cache", "cache_dir"),
+    "Model": ("backbone", "weights", "timm_args", "pretrained", "freeze_backbone", "feature_views", "image_size",
+              "input_norm", "bottleneck_dim", "head_width", "dropout"),
+    "Optimisation": ("epochs", "iters_per_epoch", "batch_size", "lr", "backbone_lr_mult", "layer_lr_decay", "momentum",
+                     "weight_decay", "lr_schedule", "lr_gamma", "lr_decay", "lr_steps", "lr_step_factor", "lr_min_frac",
+                     "balanced", "class_weighted_loss", "zoom"),
+    "Adaptation": ("target_in_batch", "target_norm", "adabn", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
+                   "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
+    "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",
+                          "bn_batches", "watch_split", "keep_epochs"),
+    "Runtime": ("device", "workers", "threads", "log_every", "plots", "fast", "compile", "sync_bn"),
+}
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+
+
+def shown_default(name: str) -> str | None:
+    """The default as --help shows it, with what the recipes and --demo change; None where the help
+    text itself says what the default is."""
+    f = FIELDS[name]
+    if "(default:" in f.metadata["help"]:
+        return None
+    base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if base is None:
+        return None
+    changes = [f"{r}: {_fmt(v[name])}" for r, v in RECIPES.items() if name in v and v[name] != base]
+    if name in DEMO:
+        changes.append(f"--demo: {_fmt(DEMO[name])}")
+    return _fmt(base) + (f"; {'; '.join(changes)}" if changes else "")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple):
+        return ",".join(_fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ",".join(str(v[k]) for k in ("Acevedo_20", "Matek_19", "WBC1"))
+    return str(v)
 
 
 def _option(name: str, f: dataclasses.Field):
@@ -80,7 +123,8 @@ Labels = Annotated[Optional[Path], typer.Option(
 Submission = Annotated[Optional[Path], typer.Option(help="Submission CSV to write.")]
 PxPerUm = Annotated[Optional[float], typer.Option(
     "--px-per-um", help="Pixels per micrometre of the images in --images; the 25 um crop follows from it.")]
-CropPx = Annotated[Optional[int], typer.Option(help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
+ImagesCropPx = Annotated[Optional[int], typer.Option(
+    help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
 
 DEFAULT_WORKERS = default_workers()
 Estimate = Annotated[bool, typer.Option("--estimate/--no-estimate", help=(

@@ -74,7 +74,7 @@ class _Settings:
                                      flag="splits")
     runs: str = setting("runs", "Folder of runs; this run goes to RUNS/seed{N}.")
     target: str = setting("WBC1", "Unlabelled target used for adaptation and checkpoint choice: a split (WBC1) or a "
-                                  "lab folder imported into the data root (python -m submission.importer folder).")
+                                  "lab folder imported into the data root (python -m submission.data.importer folder).")
     target_dir: str | None = setting(None, "Adapt to this folder of images instead (any nesting; needs --px-per-um).")
     px_per_um: float | None = setting(None, "Pixels per micrometre of the target images (default: the imported "
                                             "folder's dataset.json; the challenge splits' crop is in --crop-px).")
@@ -84,7 +84,7 @@ class _Settings:
                                            "model's input size, or a ViT file's grid: 224 for DinoBloom; a ViT takes "
                                            "the largest multiple of its patch); images are first cropped to 25 um and "
                                            "resized to 8/7 of it.")
-    batch_size: int = setting(32, "Images per domain per step (32: 32 source + 32 target).")
+    batch_size: int = setting(32, "Source images per step (and as many target images with --target-in-batch).")
     lr: float = setting(0.004, "Learning rate of the new layers (bottleneck and heads).")
     backbone_lr_mult: float | None = setting(
         None, "Backbone learning rate as a multiple of --lr (default: 0.1 with ImageNet weights, 1.0 from scratch).")
@@ -155,15 +155,17 @@ class _Settings:
     crop_px: dict = setting(None, "25 um crop in px for Acevedo_20,Matek_19,WBC (from the datasets' px/um).",
                             factory=lambda: dict(DEFAULT_CROP_PX), parse=_crops)
     device: str = setting("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    workers: int = setting(None, "Data loader worker processes (default: the cores this process may use, at most 4; "
+    workers: int = setting(None, "Data loader worker processes (default: half the cores this process may use, 1 to 4; "
                                  "divided among torchrun ranks, pytest-xdist workers and KIT_PARALLEL runs).",
                            factory=default_workers)
-    threads: int | None = setting(None, "torch threads for this run (default: torch's own choice, all cores); a run beside "
-                                        "another on the same cores is faster with its share, e.g. 1 of 2.")
+    threads: int | None = setting(None, "torch threads for this run (default: the cores this process may use, as for "
+                                        "--workers; idle threads sleep, OMP_WAIT_POLICY=PASSIVE).")
     cache: bool = setting(True, "Read prepared images from a uint8 cache on disk.")
     cache_dir: str = setting("cache", "Cache folder: prepared images and normalisation statistics.")
     max_unreadable: float = setting(0.01, "Share of a dataset's images that may be unreadable (skipped).")
     log_every: int = setting(10, "Steps between host syncs for the progress bar and the finiteness check.")
+    plots: bool = setting(True, "Draw the run's plots at the end (curves, source-validation confusion, target class "
+                                "mix; python -m submission.scoring.plots RUN draws them later).")
     fast: bool = setting(True, "channels_last, plus bf16 autocast on CUDA (the CPU stays fp32).")
     compile: bool = setting(False, "torch.compile the model for training (CUDA; the first steps are slow).")
     sync_bn: bool = setting(False, "Under torchrun: BatchNorm statistics over all processes' slices (CUDA; default: per process).")
@@ -195,30 +197,11 @@ TrainConfig = dataclasses.make_dataclass(
     bases=(_Settings,), frozen=True)
 TrainConfig.__module__ = __name__
 TrainConfig.__doc__ = "Every setting of one training run: the kit's own, then each adaptation term's (methods/)."
-
-
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
-# train.py's help panels: every setting in one (tests/test_cli.py checks).
-PANELS = {
-    "Data": ("seed", "recipe", "data_root", "splits_dir", "runs", "target", "target_dir", "px_per_um", "crop_px",
-             "val_fold", "max_unreadable", "cache", "cache_dir"),
-    "Model": ("backbone", "weights", "timm_args", "pretrained", "freeze_backbone", "feature_views", "image_size",
-              "input_norm", "bottleneck_dim", "head_width", "dropout"),
-    "Optimisation": ("epochs", "iters_per_epoch", "batch_size", "lr", "backbone_lr_mult", "layer_lr_decay", "momentum",
-                     "weight_decay", "lr_schedule", "lr_gamma", "lr_decay", "lr_steps", "lr_step_factor", "lr_min_frac",
-                     "balanced", "class_weighted_loss", "zoom"),
-    "Adaptation": ("target_in_batch", "target_norm", "adabn", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
-                   "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
-    "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",
-                          "bn_batches", "watch_split", "keep_epochs"),
-    "Runtime": ("device", "workers", "threads", "log_every", "fast", "compile", "sync_bn"),
-}
-PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
-
-# The kit's recipe is the dataclass's defaults, chosen over the lab bank by a rule fixed beforehand
-# (docs/lab-bank.md, docs/frozen_choice.json): source-only training with AdaBN, the adaptive method with the
-# best worst selection lab. MCC, the earlier default chosen on the demo lab alone, is the `mcc` recipe.
+# The kit's recipe is the dataclass's defaults, chosen over the lab bank by a rule fixed beforehand (docs/lab-bank.md,
+# submission/measured/frozen_choice.json): source-only training with AdaBN, the adaptive method with the best worst
+# selection lab. MCC, the earlier default chosen on the demo lab alone, is the `mcc` recipe.
 KIT: dict = {}  # best.pt = the last epoch (the trust study's rule 7: every choice tied on the bank; the simplest)
 MCC = {"mcc_weight": 1.0, "target_in_batch": True, "target_norm": "own", "adabn": False, "select": "avg"}
 RECIPES = {
@@ -314,28 +297,3 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     if (timm or cfg.freeze_backbone) and cfg.adabn and "adabn" not in given and "adabn" not in recorded:
         cfg = dataclasses.replace(cfg, adabn=None)  # resolved when the model is built: on where it has BatchNorm
     return _check(cfg)
-
-
-def shown_default(name: str) -> str | None:
-    """The default as --help shows it, with what the recipes and --demo change; None where the help
-    text itself says what the default is."""
-    f = FIELDS[name]
-    if "(default:" in f.metadata["help"]:
-        return None
-    base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    if base is None:
-        return None
-    changes = [f"{r}: {_fmt(v[name])}" for r, v in RECIPES.items() if name in v and v[name] != base]
-    if name in DEMO:
-        changes.append(f"--demo: {_fmt(DEMO[name])}")
-    return _fmt(base) + (f"; {'; '.join(changes)}" if changes else "")
-
-
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, tuple):
-        return ",".join(_fmt(x) for x in v)
-    if isinstance(v, dict):
-        return ",".join(str(v[k]) for k in ("Acevedo_20", "Matek_19", "WBC1"))
-    return str(v)

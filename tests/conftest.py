@@ -8,7 +8,7 @@ import torch
 
 from submission.config import TrainConfig, make_config
 from submission.cores import usable_cores
-from submission.studies.demo import generate
+from submission.demo.lab import generate
 
 torch.set_num_threads(usable_cores())  # both cores alone, one each under pytest-xdist -n 2
 os.environ["COLUMNS"] = "200"  # rich wraps console lines at the terminal width
@@ -29,13 +29,14 @@ def tiny(demo):
 
 
 def tiny_config(demo: Path, out: Path, **kw) -> TrainConfig:
-    """A run that takes seconds on a CPU: 32 px, 2 epochs of 3 steps, batch 8 + 8. The `mcc` recipe unless
-    another is named: it puts the target in every step, which most tests of the loop need."""
+    """A run that takes seconds on a CPU: 32 px, 2 epochs of 3 steps, batch 8 + 8, no plots (the tests of the
+    plots ask for them). The `mcc` recipe unless another is named: it puts the target in every step, which most
+    tests of the loop need."""
     recipe = kw.pop("recipe", "mcc")
     settings = dict(
         data_root=str(demo / "data"), runs=str(out), epochs=2, iters_per_epoch=3, image_size=32, batch_size=8,
         pretrained=False, workers=0, device="cpu", cache_dir=str(out / "cache"), bottleneck_dim=64, head_width=64,
-        grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2,
+        grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2, plots=False,
     )
     return make_config(recipe, **{**settings, **kw})
 

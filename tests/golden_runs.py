@@ -19,7 +19,7 @@ from typer.testing import CliRunner  # noqa: E402
 GOLDEN = ROOT / "tests" / "golden"
 TINY = ["--epochs", "2", "--iters-per-epoch", "3", "--image-size", "32", "--batch-size", "8", "--no-pretrained",
         "--workers", "0", "--device", "cpu", "--bottleneck-dim", "64", "--head-width", "64", "--grl-max-iters", "10",
-        "--min-pred-classes", "1", "--max-entropy-frac", "1.0", "--bn-batches", "2"]
+        "--min-pred-classes", "1", "--max-entropy-frac", "1.0", "--bn-batches", "2", "--no-plots"]
 RUNS = {
     "kit": ["--recipe", "kit"],
     "mcc": ["--recipe", "mcc"],
@@ -30,7 +30,7 @@ RUNS = {
 
 
 def make_demo(dest: Path) -> Path:
-    from submission.studies.demo import generate
+    from submission.demo.lab import generate
 
     generate(dest, seed=0, scale=0.002, n_target=30)
     return dest

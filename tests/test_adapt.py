@@ -108,7 +108,7 @@ def test_adabn_statistics_are_the_mean_of_the_target_batches_and_the_model_keeps
 
 def test_recolouring_moves_each_part_to_the_target_statistics_and_hed_round_trips():
     from submission.data.transforms import prepare
-    from submission.studies.demo_cells import DOMAINS, render_cell
+    from submission.demo.cells import DOMAINS, render_cell
 
     src = prepare(render_cell("lymphocyte_typical", DOMAINS["Acevedo_20"], np.random.default_rng(0)), 250, 73)
     tgt = prepare(render_cell("monocyte", DOMAINS["WBC"], np.random.default_rng(1)), 288, 73)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from submission.config import DEMO, FIELDS, PANELS, _fmt, shown_default
+from submission.cli import PANELS, _fmt, shown_default
+from submission.config import DEMO, FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +62,35 @@ def test_checking_a_missing_submission_says_the_file_is_missing(tmp_path):
 
     result = CliRunner().invoke(ensemble.app, ["--check", str(tmp_path / "submission.csv"), "--runs", str(tmp_path)])
     assert result.exit_code == 1 and f"no file {tmp_path / 'submission.csv'}" in result.output
+
+
+def _options(app) -> dict:
+    """Every long option of a typer app's command: name -> the click parameter."""
+    import typer.main
+
+    command = typer.main.get_command(app)
+    return {opt: p for p in command.params for opt in p.opts if opt.startswith("--")}
+
+
+def test_a_flag_means_the_same_in_every_command():
+    """An option that two commands share takes the same kind of value in both (train.py's --adabn is a switch,
+    infer.py's BatchNorm choice is --bn-stats; train.py's --crop-px is per dataset, infer.py's folder crop is
+    --images-crop-px; train.py's --batch-size is per domain and step, infer.py's is --infer-batch-size)."""
+    import ensemble
+    import infer
+    import train
+
+    commands = {"train.py": _options(train.app), "infer.py": _options(infer.app), "ensemble.py": _options(ensemble.app)}
+    assert {"--adabn", "--crop-px", "--batch-size"} <= set(commands["train.py"])
+    assert {"--bn-stats", "--images-crop-px", "--infer-batch-size"} <= set(commands["infer.py"])
+    assert not {"--adabn", "--crop-px", "--batch-size"} & set(commands["infer.py"])
+    def kind(p) -> str:  # a switch, a number or a text (a path is a text)
+        return "switch" if p.is_flag else "number" if p.bare_type() in ("int", "float") else "text"
+
+    seen = {}
+    for name, options in commands.items():
+        for opt, p in options.items():
+            if opt in seen:
+                assert kind(p) == seen[opt][1], f"{opt}: {seen[opt][0]} and {name} take different values"
+            seen.setdefault(opt, (name, kind(p)))
+    assert len([o for o in seen if o in commands["train.py"] and o in commands["infer.py"]]) >= 3

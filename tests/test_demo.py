@@ -7,7 +7,7 @@ import pandas as pd
 from submission.data.classes import CLASSES
 from submission.data.images import read_rgb
 from submission.data.splits import DATASETS, load_split
-from submission.studies.demo import demo_counts, generate
+from submission.demo.lab import demo_counts, generate
 
 
 def _digest(root):
@@ -55,7 +55,7 @@ def test_demo_keeps_the_real_imbalance():
 
 
 def test_classes_differ_in_morphology_not_only_colour():
-    from submission.studies.demo_cells import DOMAINS, render_cell
+    from submission.demo.cells import DOMAINS, render_cell
 
     def dark_area(cls):
         img = render_cell(cls, DOMAINS["Acevedo_20"], np.random.default_rng(0)).astype(float)
@@ -77,7 +77,7 @@ def test_generator_output_is_pinned_and_does_not_depend_on_the_processes(tmp_pat
 def test_stale_demo_data_are_recognised_and_replaced(tmp_path):
     import json
 
-    from submission.studies.demo import VERSION, is_current
+    from submission.demo.lab import VERSION, is_current
 
     out = tmp_path / "d"
     assert not is_current(out, 0, 0.001, 24)
@@ -95,8 +95,8 @@ def test_stale_demo_data_are_recognised_and_replaced(tmp_path):
 def test_the_lab_shift_is_not_a_global_colour_offset_and_the_scale_is_off():
     import dataclasses
 
+    from submission.demo.cells import DOMAINS, render_cell
     from submission.methods.colour import colour_stats
-    from submission.studies.demo_cells import DOMAINS, render_cell
 
     lab = DOMAINS["WBC"]
     plain = dataclasses.replace(lab, nucleus_shift=(0.0, 0.0, 0.0), cyto_shift=(0.0, 0.0, 0.0))

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# an entry point, with its subcommand when it has them (python -m submission.studies.bank_study screen ...)
-ENTRY = re.compile(r"(?:^|[\s`(])python (train\.py|infer\.py|ensemble\.py|-m submission(?:\.[a-z_]+)+"
+# an entry point, with its subcommand when it has them (python -m studies.bank_study screen ...)
+ENTRY = re.compile(r"(?:^|[\s`(])python (train\.py|infer\.py|ensemble\.py|-m (?:submission|studies)(?:\.[a-z_]+)+"
                    r"(?: (?:screen|freeze|confirm|run|choices|report)\b)?)((?: [^`|;&\n]*)?)")
 
 
@@ -30,15 +30,55 @@ COMMANDS = documented()
 
 
 def test_the_docs_show_every_entry_point():
-    assert {"train.py", "infer.py", "ensemble.py", "-m submission.demo", "-m submission.study",
-            "-m submission.importer", "-m submission.splits", "-m submission.bench"} <= set(COMMANDS)
+    assert {"train.py", "infer.py", "ensemble.py", "-m submission.demo", "-m studies.study",
+            "-m submission.data.importer", "-m submission.data.splits", "-m studies.bench"} <= set(COMMANDS)
+
+
+def _command(entry: str):
+    """(the typer app behind a documented entry point, its subcommand args), or None when the module has no app of
+    its own (a package run by its __main__.py): such an entry is run as a process."""
+    import importlib
+
+    parts = entry.split()
+    name = parts[0].removesuffix(".py") if parts[0].endswith(".py") else parts[1]
+    module = importlib.import_module(name)
+    path = Path(module.__file__)
+    if path.name == "__init__.py":  # python -m PACKAGE runs PACKAGE/__main__.py
+        assert (path.parent / "__main__.py").is_file(), entry
+        return None
+    assert 'if __name__ == "__main__":' in path.read_text(), f"python {entry} would not run its command"
+    return module.app, parts[1:] if parts[0].endswith(".py") else parts[2:]
 
 
 @pytest.mark.parametrize("entry", sorted(COMMANDS))
 def test_a_documented_command_has_help_and_its_flags(entry):
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
-    done = subprocess.run([sys.executable, *entry.split(), "--help"], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert done.returncode == 0 and "Usage" in done.stdout, done.stderr[-2000:]
-    missing = sorted(f for f in COMMANDS[entry] if f not in done.stdout and f != "--help")
+    """In this process where the module holds its app (no interpreter and torch start per command)."""
+    from typer.testing import CliRunner
+
+    found = _command(entry)
+    if found is None:
+        env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+        done = subprocess.run([sys.executable, *entry.split(), "--help"], cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=120)
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:
+        app, args = found
+        result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"})
+        code, out, err = result.exit_code, result.output, repr(result.exception)
+    assert code == 0 and "Usage" in out, err[-2000:]
+    missing = sorted(f for f in COMMANDS[entry] if f not in out and f != "--help")
     assert not missing, f"python {entry}: the docs use {missing}, its --help has no such option"
+
+
+def test_the_readmes_demo_numbers_are_the_committed_run_record():
+    """The README's demo scores, estimate and time are those of docs/results/demo/demo_record.json (demo.sh's)."""
+    import json
+
+    rec = json.loads((ROOT / "docs/results/demo/demo_record.json").read_text())
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"**{rec['seeds']['seed0']['macro_f1']:.3f}** (seed 0)" in text
+    assert f"**{rec['seeds']['seed1']['macro_f1']:.3f}** (seed 1)" in text
+    assert f"**{rec['ensemble']['macro_f1']:.3f}** for their ensemble" in text
+    est = rec["ensemble"]["estimate"]
+    assert f"estimate was {est['macro_f1']:.2f} ± {est['macro_f1_error']:.2f}" in text
+    assert f"{rec['seconds']['total']} s after installation" in text and rec["machine"]["cpu"] in text

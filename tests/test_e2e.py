@@ -26,7 +26,7 @@ def two_runs(demo, tmp_path_factory):
         _ok(runner.invoke(train.app, [
             "--seed", str(seed), "--data-root", str(demo / "data"), "--runs", str(out), "--epochs", "1",
             "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--workers", "0",
-            "--device", "cpu", "--cache-dir", str(cache), "--min-pred-classes", "1"]))
+            "--device", "cpu", "--cache-dir", str(cache), "--min-pred-classes", "1", "--no-plots"]))
     return out
 
 
@@ -44,6 +44,7 @@ def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
     frame = pd.read_csv(sub)
     assert list(frame.columns) == ["Image", "Label", "LabelID"] and len(frame) == 30
     assert "is a valid submission" in _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--check", str(sub)]))
+    _demo_record_scores_what_was_written(demo, two_runs, sub, tmp_path)
 
     # a broken file fails the check with one line, no traceback
     frame.iloc[:-1].to_csv(tmp_path / "short.csv", index=False)
@@ -158,7 +159,7 @@ def test_ensemble_and_its_check_import_neither_torch_nor_opencv(two_runs, tmp_pa
 
 
 def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_runs, tmp_path):
-    from submission.predict.trust import measured
+    from submission.scoring.trust import measured
 
     cache = ["--cache-dir", str(two_runs / "cache")]
     out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), *cache]))
@@ -183,7 +184,7 @@ def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_
     assert "estimated" not in out and not (two_runs / "seed0" / meta["source_val_logits"]).exists()
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub)]))
     assert "ensemble: estimated accuracy" in out  # the runs' agreement needs no source fold
-    from submission.predict.trust import record
+    from submission.scoring.trust import record
 
     alone = record(val.iloc[:, 2:].to_numpy(), list(val.columns[2:]), None, None, [], why_not="no fold")
     assert alone["use"] == "single" and not alone["available"] and alone["why"] == "no fold"
@@ -195,7 +196,8 @@ def test_every_setting_has_its_option_with_the_dataclass_default():
 
     import typer.main
 
-    from submission.config import FIELDS, TrainConfig, shown_default
+    from submission.cli import shown_default
+    from submission.config import FIELDS, TrainConfig
 
     command = typer.main.get_command(train.app)
     options = {p.name: p for p in command.params if p.param_type_name == "option"}
@@ -268,3 +270,26 @@ def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two
     assert (got == expected).all()
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--submission", str(sub)]))  # off by default
     assert "from 2 runs" in out
+
+
+def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
+    """demo.sh's run record: each seed's and the ensemble's F1 are those of the files written, as sklearn scores
+    them against the demo's labels; the timings and the machine are recorded."""
+    from sklearn.metrics import f1_score
+
+    from submission.demo.record import app as record_app
+
+    (tmp_path / "timings.txt").write_text("generate 3\ntrain_seed0 10\ntotal 20\n")
+    dest = tmp_path / "record.json"
+    _ok(runner.invoke(record_app, ["--runs", str(runs), "--labels", str(demo / "labels"), "--submission", str(sub),
+                                   "--timings", str(tmp_path / "timings.txt"), "--dest", str(dest)]))
+    rec = json.loads(dest.read_text())
+    truth = pd.read_csv(demo / "labels/WBC2.csv", dtype={"Image": str}).set_index("Image")["LabelID"]
+    for seed in (0, 1):
+        z = pd.read_csv(runs / f"seed{seed}/logits_WBC2_best_tta.csv", dtype={"Image": str}).set_index("Image")
+        pred = z.loc[truth.index].to_numpy().argmax(1)
+        assert rec["seeds"][f"seed{seed}"]["macro_f1"] == round(f1_score(truth, pred, average="macro"), 4)
+    ens = pd.read_csv(sub, dtype={"Image": str}).set_index("Image").loc[truth.index, "LabelID"]
+    assert rec["ensemble"]["macro_f1"] == round(f1_score(truth, ens, average="macro"), 4)
+    assert rec["seconds"] == {"generate": 3, "train_seed0": 10, "total": 20} and rec["machine"]["cores"] >= 1
+    assert len(rec["ensemble"]["per_class_f1"]) == 11

@@ -212,7 +212,7 @@ def test_the_readme_walkthrough_runs_as_written(demo, tmp_path):
     (tmp_path / "bin/python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (tmp_path / "bin/python").chmod(0o755)
     tiny = ("--epochs 1 --iters-per-epoch 2 --image-size 32 --batch-size 8 --no-pretrained --workers 0 "
-            "--min-pred-classes 1 --bn-batches 1")
+            "--min-pred-classes 1 --bn-batches 1 --no-plots")
     script = walkthrough()
     assert "python train.py" in script and "--target mylab" in script
     script = re.sub(r"(python train\.py[^;\n]*)", rf"\1 {tiny}", script)

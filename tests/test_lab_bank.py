@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
+from studies import protocol as P
+from studies.lab_bank import RANGES, RARE_MIN, draw_lab, lab_spec, out_of_ranges, parse_labs, write_lab
 from submission.data.classes import CLASSES
 from submission.data.files import cache_key
-from submission.scoring.harm import harm_check
-from submission.studies import protocol as P
-from submission.studies.lab_bank import RANGES, RARE_MIN, draw_lab, lab_spec, out_of_ranges, parse_labs, write_lab
+from submission.predict.harm import harm_check
 
 
 def _digest(root, parts=("Acevedo_20", "Matek_19")):
@@ -92,9 +92,7 @@ def test_the_rule_takes_the_best_mean_among_safe_methods_else_the_best_worst_cas
 def test_the_frozen_choice_matches_its_hash():
     from pathlib import Path
 
-    frozen = Path(__file__).parents[1] / "docs" / "frozen_choice.json"
-    if not frozen.is_file():
-        pytest.skip("no frozen choice yet")
+    frozen = Path(__file__).parents[1] / "submission" / "measured" / "frozen_choice.json"
     f = json.loads(frozen.read_text())
     assert f["sha256"] == P.settings_hash(f["recipe"], f["settings"])
     assert P.METHODS[P.base(f["choice"])] == (f["recipe"], f["settings"]) and f["budget"] == P.BUDGET
@@ -136,9 +134,9 @@ def test_the_harm_check_is_quiet_on_agreement_and_names_a_vanished_class():
 def test_the_bank_study_shares_source_only_runs_resumes_and_scores(tmp_path, demo, monkeypatch):
     from rich.console import Console
 
+    from studies import bank_report
+    from studies.bank_study import run_phase
     from submission.errors import KitError
-    from submission.studies import bank_report
-    from submission.studies.bank_study import run_phase
 
     tiny = {"image_size": 32, "epochs": 1, "iters_per_epoch": 2, "batch_size": 8, "bottleneck_dim": 32,
             "head_width": 32, "min_pred_classes": 1, "max_entropy_frac": 1.0, "bn_batches": 2, "average_last": 1}
@@ -168,3 +166,26 @@ def test_the_bank_study_shares_source_only_runs_resumes_and_scores(tmp_path, dem
     assert "MCC (kit)" in text and (out / "bank.md").is_file()
     with pytest.raises(KitError, match="screening runs missing"):
         bank_report.freeze_choice(bank, out, tmp_path / "frozen.json")
+
+
+def test_the_measured_records_say_where_they_came_from_and_the_kit_follows_the_frozen_choice():
+    """Each committed record the package holds names the study command and the commit that wrote it; the kit's
+    default trains as the frozen choice's recipe does (no adaptation term, no target in the batch) with its
+    settings (AdaBN)."""
+    import re
+    from pathlib import Path
+
+    from submission.config import make_config
+    from submission.methods.registry import TERMS
+
+    records = sorted((Path(__file__).parents[1] / "submission" / "measured").glob("*.json"))
+    assert len(records) == 2
+    for path in records:
+        prov = json.loads(path.read_text())["provenance"]
+        assert prov["command"].startswith("python -m studies.") and re.fullmatch(r"[0-9a-f]{7,40}", prov["commit"])
+    f = json.loads(records[0].read_text())
+    kit, chosen = make_config("kit"), make_config(f["recipe"], **f["settings"])
+    assert all(getattr(kit, t.weight) == getattr(chosen, t.weight) == 0 for t in TERMS)
+    assert (kit.target_in_batch, kit.colour_aug, kit.target_norm) == (chosen.target_in_batch, chosen.colour_aug,
+                                                                      chosen.target_norm)
+    assert kit.adabn == chosen.adabn is True

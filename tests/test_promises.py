@@ -116,10 +116,14 @@ def test_the_lost_class_warning_names_the_classes(capsys):
     row = {"epoch": 4, **{f"target_frac_{c}": counts[c] / n for c in CLASSES}}
     data = SimpleNamespace(target_paths=[f"{i}.TIF" for i in range(n)],
                            class_mix={"Acevedo_20": np.ones(len(CLASSES)), "Matek_19": np.ones(len(CLASSES))})
-    warn_lost_classes(row, data, SimpleNamespace(target="WBC1"))
+    warn_lost_classes(row, data, SimpleNamespace(target="WBC1", plots=True))
     err = " ".join(capsys.readouterr().err.split())
     lost = [c for c in CLASSES if c not in kept]
     assert f"best.pt (epoch 4) predicts almost none of {', '.join(lost)} on WBC1" in err
+    assert "look at target_distribution.png" in err
+    warn_lost_classes(row, data, SimpleNamespace(target="WBC1", plots=False))  # --no-plots: no picture to look at
+    err = " ".join(capsys.readouterr().err.split())
+    assert "predicts almost none of" in err and "target_distribution.png" not in err
 
 
 def test_no_epoch_passing_the_guard_is_warned(tiny, tmp_path, capsys):
@@ -138,6 +142,7 @@ def test_sync_bn_is_refused_on_cpu_under_torchrun(demo, tmp_path):
                           timeout=300)
     assert done.returncode != 0
     assert "--sync-bn needs CUDA" in done.stdout + done.stderr
+    assert not (tmp_path / "seed0").exists()  # refused before the run folder, the data or the model
 
 
 def test_different_seeds_draw_different_augmentations(tiny, tmp_path):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from studies import bench
 from submission.scoring.plots import confusion, draw_run
-from submission.studies import bench
 from submission.train.loop import fit
 
 
@@ -16,7 +16,7 @@ def test_confusion_is_row_normalised():
 
 
 def test_run_plots_are_written_and_redrawn(tiny, tmp_path):
-    fit(tiny(tmp_path, epochs=3))
+    fit(tiny(tmp_path, epochs=3, plots=True))
     run = tmp_path / "seed0"
     for name in ("curves.png", "confusion_source_val.png", "target_distribution.png"):
         png = Image.open(run / name)
@@ -26,6 +26,8 @@ def test_run_plots_are_written_and_redrawn(tiny, tmp_path):
     (run / "curves.png").unlink()
     assert run / "curves.png" in draw_run(run)
     assert (run / "avg.pt").is_file() and json.loads((run / "best.json").read_text())["epoch"] in (0, 1, 2)
+    fit(tiny(tmp_path / "no", epochs=1))  # --no-plots: the run without its pictures
+    assert not list((tmp_path / "no/seed0").glob("*.png")) and (tmp_path / "no/seed0/best.pt").is_file()
 
 
 def test_bench_runs_with_tiny_counts(tmp_path):
@@ -41,9 +43,9 @@ def test_bench_runs_with_tiny_counts(tmp_path):
 
 
 def test_recipes_side_by_side_on_tiny_runs(demo, tmp_path):
-    """python -m submission.study --recipes: each recipe as it is, every variant scored, the selection study."""
+    """python -m studies.study --recipes: each recipe as it is, every variant scored, the selection study."""
+    from studies.study import compare_recipes
     from submission.choices import CHOICES
-    from submission.studies.study import compare_recipes
 
     base = dict(epochs=3, iters_per_epoch=3, image_size=32, batch_size=8, pretrained=False, bottleneck_dim=64,
                 head_width=64, grl_max_iters=10, min_pred_classes=1, max_entropy_frac=1.0, bn_batches=2)

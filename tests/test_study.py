@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from studies.study import METHODS, extra_jobs, fold_members, job
+from studies.study_report import RARE, default_choice, ensembles, score_runs, scores, selection_rows
 from submission.choices import CHOICES
 from submission.data.classes import CLASSES
 from submission.scoring.validators import pick, rank_agreement, selection_key
-from submission.studies.study import METHODS, extra_jobs, fold_members, job
-from submission.studies.study_report import RARE, default_choice, ensembles, score_runs, scores, selection_rows
 
 K = len(CLASSES)
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from submission.config import FIELDS, PANEL_OF, RECIPES, make_config
+from submission.cli import PANEL_OF
+from submission.config import FIELDS, RECIPES, make_config
 from submission.methods.model import MDDNet
 from submission.methods.registry import TERMS, active_terms
 from submission.train.step import train_step

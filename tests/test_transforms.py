@@ -124,7 +124,7 @@ def _compose_fog(t, seed=1):
 def test_fog_picture(tmp_path):
     from PIL import Image
 
-    from submission.studies.bench import fog_picture
+    from studies.bench import fog_picture
 
     fog_picture(tmp_path / "fog.png", size=64)
     assert Image.open(tmp_path / "fog.png").size == (64 * 8, 64 * 4)

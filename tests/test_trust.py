@@ -147,7 +147,7 @@ def test_estimates_track_a_shift_and_need_source_validation():
 def test_the_study_rule_takes_the_lowest_error_and_gives_ties_to_the_earlier():
     import pandas as pd
 
-    from submission.studies import trust_report
+    from studies import trust_report
 
     true = np.array([0.2, 0.4, 0.6, 0.8])
     points = pd.DataFrame({"true_f1": true, "true_acc": true,

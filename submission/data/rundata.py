@@ -121,6 +121,15 @@ class RunData:
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
+        self._split_sources(cfg, prepared, normalization, cells)
+        self.watch = self._watch_split(cfg, data_root, splits_dir, crops, cells, norm, progress)
+        self._probes = {}
+        missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
+        if missing:
+            warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
+
+    def _split_sources(self, cfg, prepared: dict, normalization: dict, cells) -> None:
+        """The sources' training and held-out validation cells, their class mixes and the training prior."""
         train_parts, val_parts = [], []
         for dataset in SOURCES:
             frame, images = prepared[dataset]
@@ -138,20 +147,19 @@ class RunData:
         # the class prior the model is trained with: uniform over the present classes when sampling is balanced
         trained = (counts > 0) / max((counts > 0).sum(), 1) if cfg.balanced else counts / counts.sum()
         self.run_info["train_prior"] = [round(float(v), 6) for v in trained]
-        self.watch = None  # a split whose every-epoch outputs a study keeps (never used for the choice)
-        if cfg.watch_split:
-            watch = Target.resolve(cfg.watch_split, data_root, splits_dir, None, None)
-            crop = watch.crop_px or cfg.crop_px.get(cfg.watch_split) or crops[cfg.target]
-            w_images, w_errors = prepared_images(watch.rel_paths, cfg.watch_split, watch.data_root, crop, cfg.work_size,
-                                                 cfg.cache, cfg.cache_dir, cfg.workers, progress)
-            if w_errors:
-                raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
-            self.watch = cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
-            self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
-        self._probes = {}
-        missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
-        if missing:
-            warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
+
+    def _watch_split(self, cfg, data_root, splits_dir, crops: dict, cells, norm: dict, progress):
+        """A split whose every-epoch outputs a study keeps (never used for the choice), or None."""
+        if not cfg.watch_split:
+            return None
+        watch = Target.resolve(cfg.watch_split, data_root, splits_dir, None, None)
+        crop = watch.crop_px or cfg.crop_px.get(cfg.watch_split) or crops[cfg.target]
+        w_images, w_errors = prepared_images(watch.rel_paths, cfg.watch_split, watch.data_root, crop, cfg.work_size,
+                                             cfg.cache, cfg.cache_dir, cfg.workers, progress)
+        if w_errors:
+            raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
+        self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
+        return cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
 
     def target_probe(self, limit: int):
         """(indices, images): an evenly spaced subset of at most `limit` target images, eval-transformed

@@ -5,8 +5,8 @@ Sources (Acevedo_20, Matek_19) carry labels and a stratified 5-fold `fold`
 column (fold 0 is the default source-validation fold); the targets (WBC1,
 WBC2) carry no label (label_id -1, fold -1).
 
-    python -m submission.splits --data-root DIR          # from the files on disk
-    python -m submission.splits --from-lists LISTS_DIR   # from the challenge's file lists
+    python -m submission.data.splits --data-root DIR          # from the files on disk
+    python -m submission.data.splits --from-lists LISTS_DIR   # from the challenge's file lists
 """
 
 from pathlib import Path
@@ -181,7 +181,7 @@ def load_split(splits_dir: Path, dataset: str, data_root: Path | None = None) ->
     f = split_file(splits_dir, dataset)
     if not f.is_file():
         raise KitError(
-            f"no split file {f}: build it with `python -m submission.splits --data-root DATA_ROOT`"
+            f"no split file {f}: build it with `python -m submission.data.splits --data-root DATA_ROOT`"
         )
     frame = pd.read_csv(f, dtype={"path": str, "label": str}, keep_default_na=False)
     if list(frame.columns) != COLUMNS:

@@ -98,7 +98,7 @@ class Target:
         splits = resolve_splits_dir(data_root, Path(splits_dir) if splits_dir else None)
         if not (Path(splits) / f"{name}.csv").is_file() and name not in TARGETS:
             raise KitError(f"no target {name!r}: not a split in {splits} and no {Path(data_root) / name / 'dataset.json'}; "
-                           f"import a lab's folder with `python -m submission.importer folder DIR --data-root "
+                           f"import a lab's folder with `python -m submission.data.importer folder DIR --data-root "
                            f"{data_root} --name {name} --px-per-um X`")
         return cls.from_split(name, data_root, splits_dir)
 

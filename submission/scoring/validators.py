@@ -5,14 +5,13 @@ import math
 
 import numpy as np
 import scipy.special
-import scipy.stats
 
 from submission.choices import CHOICES
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of logits (N, K) in float64."""
-    return scipy.special.softmax(np.asarray(logits, np.float64), axis=1)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits (N, K) / temperature in float64 (the kit's one softmax on arrays)."""
+    return scipy.special.softmax(np.asarray(logits, np.float64) / temperature, axis=1)
 
 
 def _xlogx(p: np.ndarray) -> np.ndarray:
@@ -137,4 +136,6 @@ def rank_agreement(rows: list[dict], select: str, scores) -> float:
     s = np.asarray(scores, float)
     if ranks.std() == 0 or s.std() == 0:
         return float("nan")
+    import scipy.stats  # slow to import; only the selection study ranks
+
     return float(scipy.stats.spearmanr(ranks, s).statistic)  # average ranks for tied scores

@@ -27,8 +27,8 @@ def warn_lost_classes(row: dict, data: RunData, cfg: TrainConfig) -> None:
     lost = [c for c, p, real in zip(CLASSES, present, real_classes(counts)) if p and not real]
     if lost:
         warn(f"best.pt ({describe_choice(row)}) predicts almost none of {', '.join(lost)} on {cfg.target} (fewer than "
-             f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1; look at "
-             f"target_distribution.png")
+             f"max(3, 0.5%) of the images), though the sources have them: a lost class costs macro F1"
+             + ("; look at target_distribution.png" if cfg.plots else ""))
 
 
 def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, cfg: TrainConfig, iters: int,

@@ -28,16 +28,8 @@ from submission.train.evaluate import evaluate
 from submission.train.features import use_cached_features
 from submission.train.files import prepare_run_dir, write_run_info
 from submission.train.finish import warn_lost_classes, write_average
-from submission.train.step import (
-    every_parameter_learns,
-    fast_settings,
-    lr_at,
-    make_optimizer,
-    resolve_device,
-    seed_everything,
-    set_lr,
-    train_step,
-)
+from submission.train.step import (every_parameter_learns, fast_settings, lr_at, make_optimizer, resolve_device,
+                                   seed_everything, set_lr, train_step)
 
 # Settings that may differ when a run is resumed: they change neither the numbers nor the files' meaning.
 RESUMABLE = ("epochs", "workers", "threads", "device", "cache", "cache_dir", "log_every")
@@ -112,9 +104,10 @@ def start_run(cfg: TrainConfig, resume: bool, overwrite: bool, console) -> RunSt
     """The run folder (rank 0 prepares it, every rank stops on its verdict), the data, the model
     (DDP-wrapped under torchrun) and its optimiser."""
     ranks, device = setup(resolve_device(cfg.device))
+    if cfg.sync_bn and ranks.on and device.type != "cuda":
+        raise KitError("--sync-bn needs CUDA (torch's SyncBatchNorm); on CPU BatchNorm stays per process")
     amp, channels_last = fast_settings(device, cfg.fast)
-    if cfg.threads:
-        fit_threads(cfg.workers, cfg.threads)
+    fit_threads(cfg.workers, cfg.threads)
     cfg = resolve(cfg, resume)  # the backbone's image size and normalisation, before anything reads them
     problem = None
     if ranks.main:
@@ -139,8 +132,6 @@ def start_run(cfg: TrainConfig, resume: bool, overwrite: bool, console) -> RunSt
             use_cached_features(data, model, cfg, device, channels_last, progress)
     iters = cfg.iters_per_epoch or max(1, len(data.source_train) // cfg.batch_size)
     if cfg.sync_bn and ranks.on:
-        if device.type != "cuda":
-            raise KitError("--sync-bn needs CUDA (torch's SyncBatchNorm); on CPU BatchNorm stays per process")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     step_model = model
     if ranks.on:  # gradients averaged over the ranks; the adversarial head is idle unless MDD is on
@@ -281,9 +272,10 @@ def finish(run: RunState) -> dict:
                 if avg_val_pred is not None:
                     write_csv(run_dir / "source_val_predictions.csv",
                               pd.DataFrame({"label_id": run.data.source_val.labels, "pred_id": avg_val_pred}))
-        from submission.scoring.plots import draw_run
+        if cfg.plots:
+            from submission.scoring.plots import draw_run
 
-        draw_run(run_dir)
+            draw_run(run_dir)
     barrier(run.ranks)
     if run.ranks.main:
         warn_lost_classes(best, run.data, cfg)

@@ -3,7 +3,7 @@
     python -m submission.demo --dest demo       # demo/data (the data root), demo/labels/
     python -m submission.demo --dest demo --study   # also demo/lab_b and demo/oracle (for studies)
 
-Cells are drawn by `submission.studies.demo_cells` from their morphology, so each class is
+Cells are drawn by `submission.demo.cells` from their morphology, so each class is
 recognisable by shape, not by colour alone. Each dataset has its own stain colours, pixel scale, blur, noise,
 image size and file type (Acevedo_20 360x363 jpg, Matek_19 400x400 RGBA tiff,
 WBC 288x288 TIF), the sources keep the real class imbalance (no myeloblast in
@@ -40,8 +40,8 @@ import typer
 from submission.data.classes import CLASS_TO_ID, CLASSES
 from submission.data.files import write_csv, write_json
 from submission.data.splits import build_from_disk
+from submission.demo.cells import DOMAINS, render_cell
 from submission.errors import user_errors
-from submission.studies.demo_cells import DOMAINS, render_cell
 
 # Real counts per class (challenge README), scaled down by `scale` for the demo.
 REAL_COUNTS = {
@@ -55,7 +55,7 @@ ACEVEDO_PREFIX = ["BA", "EO", "ERB", None, "PMY", "MY", "MMY", "BNE", "SNE", "MO
 MATEK_CODE = ["BAS", "EOS", "EBO", "MYO", "PMO", "MYB", "MMZ", "NGB", "NGS", "MON", "LYT"]
 
 
-VERSION = 2  # written to DATA_ROOT/demo.json; bump when the output changes (here or in demo_cells.py)
+VERSION = 2  # written to DATA_ROOT/demo.json; bump when the output changes (here or in cells.py)
 
 
 def demo_counts(scale: float, min_count: int = 4) -> dict[str, list[int]]:

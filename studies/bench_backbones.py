@@ -1,4 +1,4 @@
-"""Training and inference rates per backbone, side by side in one run (python -m submission.bench --backbone all).
+"""Training and inference rates per backbone, side by side in one run (python -m studies.bench --backbone all).
 
 Per backbone, with random weights (the rates do not depend on them), at the training size:
   fine-tune    images / s of the kit's training step (source + target batch, SGD, the kit's speed settings)

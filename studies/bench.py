@@ -1,8 +1,8 @@
 """Where the time goes: data pipeline, training step, TTA inference, peak memory. One run, side by side.
 
-    python -m submission.bench --json bench.json           # CPU: a few minutes with the defaults
-    python -m submission.bench --device cuda --steps 30    # on a GPU
-    python -m submission.bench --backbone all --batch 8    # rates per backbone (studies/bench_backbones.py)
+    python -m studies.bench --json bench.json           # CPU: a few minutes with the defaults
+    python -m studies.bench --device cuda --steps 30    # on a GPU
+    python -m studies.bench --backbone all --batch 8    # rates per backbone (studies/bench_backbones.py)
 
 Data, in augmented training samples per second on one worker (this process, one thread),
 on real-sized synthetic images (360x363 jpg, 400x400 RGBA tiff, 288x288 TIF):
@@ -33,10 +33,10 @@ from submission.data.datasets import cached_images
 from submission.data.files import write_json
 from submission.data.images import read_rgb
 from submission.data.transforms import FastFog, _compose, prepare, train_transform, work_size_for, zoom_transform
+from submission.demo.cells import DOMAINS, render_cell
 from submission.errors import user_errors
 from submission.methods.model import MDDNet, to_device
 from submission.methods.tta import predict_tta
-from submission.studies.demo_cells import DOMAINS, render_cell
 from submission.train.step import fast_settings, train_step
 
 KINDS = {  # file kind -> (domain, suffix, crop px)
@@ -298,7 +298,7 @@ def main(
     """Measure the data pipeline, training steps, TTA inference and peak memory; print tables, write JSON."""
     console = Console()
     if backbone:
-        from submission.studies import bench_backbones as bb
+        from studies import bench_backbones as bb
         from submission.train.step import resolve_device
 
         names = [n for b in backbone for n in (bb.DEFAULT if b == "all" else (b,))]

@@ -1,7 +1,7 @@
 """The adaptation study on the demo: which methods close the lab shift, and which checkpoint choice to trust.
 
     python -m submission.demo --dest demo --study          # demo/data, demo/lab_b, demo/oracle
-    python -m submission.study --demo-dir demo --out study --jobs 4
+    python -m studies.study --demo-dir demo --out study --jobs 4
 
 Every method is a setting of the one training loop, added to the `source-only` recipe at the
 demo's budget (--demo), 3 seeds each. Each run saves its WBC1 and WBC2 outputs of every epoch, so
@@ -34,10 +34,10 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from studies.study_report import choose_kit, score_runs, write_tables
 from submission import cli
 from submission.config import make_config
 from submission.errors import user_errors
-from submission.studies.study_report import choose_kit, score_runs, write_tables
 
 OWN = {"target_in_batch": True, "target_norm": "own"}  # the target goes through every step, normalised by its own stats
 # Each method: settings over the source-only recipe. Hyperparameters from the literature, fixed before the study:
@@ -69,7 +69,7 @@ class Job:
         root = {"A": "data", "B": "lab_b/data", "oracle": "oracle/data"}[self.lab]
         extra = {"crop_px": {"Acevedo_20": 288, "Matek_19": 288, "WBC1": 288, "WBC2": 288}} if self.lab == "oracle" else {}
         return make_config(self.recipe, demo=True, data_root=str(demo_dir / root), runs=str(out / "runs" / self.group),
-                           seed=self.seed, watch_split="WBC2", device=device, workers=workers,
+                           seed=self.seed, watch_split="WBC2", device=device, workers=workers, plots=False,
                            cache_dir=str(out / "cache"), **{**(base or {}), **extra, **dict(self.settings)})
 
 
@@ -215,8 +215,7 @@ def compare_recipes(recipes, demo_dir: Path, out: Path, n_jobs: int, device: str
     the selection study; OUT/recipes.md and the CSV files beside it."""
     from rich.console import Console
 
-    from submission.data.files import write_csv, write_text
-    from submission.studies.study_report import (
+    from studies.study_report import (
         default_choice,
         ensembles,
         ensembles_markdown,
@@ -225,6 +224,7 @@ def compare_recipes(recipes, demo_dir: Path, out: Path, n_jobs: int, device: str
         selection_markdown,
         selection_rows,
     )
+    from submission.data.files import write_csv, write_text
 
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +266,7 @@ def main(
                                                         "(e.g. source-only,kit) over --seeds; OUT/recipes.md.")] = None,
 ):
     """Train and score the adaptation study on the demo (labels read only to score)."""
-    from submission.studies.study import compare_recipes, main_study  # by package name, for the worker processes
+    from studies.study import compare_recipes, main_study  # by package name, for the worker processes
 
     as_ints = lambda text: tuple(int(v) for v in text.split(","))  # noqa: E731
     if recipes:

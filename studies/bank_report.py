@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from studies import protocol as P
+from studies.protocol import pred_file, slug
 from submission.data.classes import CLASSES
 from submission.data.files import write_csv, write_json, write_text
 from submission.errors import KitError
-from submission.scoring.harm import harm_check
-from submission.studies import protocol as P
-from submission.studies.protocol import pred_file, slug
+from submission.predict.harm import harm_check
 
 
 def _truth(bank: Path, lab: str, split: str, images) -> np.ndarray:
@@ -139,7 +139,7 @@ def freeze_choice(bank: Path, out: Path, dest: Path) -> dict:
     ranked = P.choose(gains)
     choice = ranked[0]
     recipe, settings = P.METHODS[P.base(choice)]
-    frozen = {"choice": choice, "recipe": recipe, "settings": settings, "do_no_harm_check": choice.endswith(P.CHECKED),
+    frozen = {"provenance": P.provenance("python -m studies.bank_study freeze", "docs/lab-bank.md"), "choice": choice, "recipe": recipe, "settings": settings, "do_no_harm_check": choice.endswith(P.CHECKED),
               "sha256": P.settings_hash(recipe, settings), "budget": P.BUDGET, "ranked": ranked,
               "confirm": list(dict.fromkeys(P.base(m) for m in ranked[:2])), "check_record": record,
               "check_candidates": check_ok,

@@ -1,11 +1,11 @@
 """The trust study: how far the label-free estimates (submission.scoring.trust) are from the truth over
 the lab bank, and which one the kit prints.
 
-    python -m submission.studies.lab_bank --dest bank
-    python -m submission.studies.trust_study run --bank bank --out trust-study   # runs and predictions
-    python -m submission.studies.trust_study report --bank bank --out trust-study  # tables, plot, choice
+    python -m studies.lab_bank --dest bank
+    python -m studies.trust_study run --bank bank --out trust-study   # runs and predictions
+    python -m studies.trust_study report --bank bank --out trust-study  # tables, plot, choice
 
-The rule is in submission.studies.trust_protocol.
+The rule is in studies.trust_protocol.
 """
 
 import time
@@ -15,10 +15,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from studies import protocol as P
+from studies.trust_protocol import CHOICE_SEEDS, LABS, METHODS, SEEDS, pred_path
 from submission import cli
 from submission.errors import user_errors
-from submission.studies import protocol as P
-from submission.studies.trust_protocol import CHOICE_SEEDS, LABS, METHODS, SEEDS, pred_path
 
 
 def predict_lab(ckpt: dict, method: str, lab: str, seed: int, bank: Path, out: Path, device: str) -> None:
@@ -43,7 +43,7 @@ def predict_lab(ckpt: dict, method: str, lab: str, seed: int, bank: Path, out: P
 
 
 app = typer.Typer(add_completion=False, help="The trust study: label-free estimates against the truth on the lab bank.")
-Bank = Annotated[Path, typer.Option(help="Lab bank folder (python -m submission.studies.lab_bank).")]
+Bank = Annotated[Path, typer.Option(help="Lab bank folder (python -m studies.lab_bank).")]
 Out = Annotated[Path, typer.Option(help="Study folder: runs, predictions, tables.")]
 
 
@@ -57,8 +57,8 @@ def run(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: cli.D
     Resumable: runs and predictions already there are kept."""
     from rich.console import Console
 
-    from submission.studies.bank_study import run_dir, train_run
-    from submission.studies.lab_bank import parse_labs, write_lab
+    from studies.bank_study import run_dir, train_run
+    from studies.lab_bank import parse_labs, write_lab
     from submission.train.checkpoint import load_checkpoint
 
     console = Console()
@@ -116,8 +116,8 @@ def choices(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: c
     """Checkpoint choice by the estimate (rule 7): the kit's recipe with every epoch kept, scored on every lab."""
     from rich.console import Console
 
+    from studies.lab_bank import parse_labs
     from submission.config import make_config
-    from submission.studies.lab_bank import parse_labs
     from submission.train.loop import fit
 
     console = Console()
@@ -143,7 +143,7 @@ def choices(bank: Bank = Path("bank"), out: Out = Path("trust-study"), device: c
 def report(bank: Bank = Path("bank"), out: Out = Path("trust-study"),
            docs: Annotated[Path, typer.Option(help="Where the tables and the plot go.")] = Path("docs/results/trust")):
     """Score every estimate against the labels, apply the rule, write the tables, the scatter plot and the choice."""
-    from submission.studies.trust_report import write_report
+    from studies.trust_report import write_report
 
     write_report(bank, out, docs)
 

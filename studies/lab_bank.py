@@ -1,7 +1,7 @@
 """A bank of random target labs: the same two labelled sources, and many unlabelled labs that differ
 from them (and from each other) the ways real labs differ.
 
-    python -m submission.studies.lab_bank --dest bank --labs 1-6,101-110,demo,lab_b
+    python -m studies.lab_bank --dest bank --labs 1-6,101-110,demo,lab_b
 
 Each lab is named by its seed (`lab7`) and drawn from RANGES: stain per part (nucleus, cytoplasm,
 granules, red cells: hue, saturation and brightness), a global hue turn, saturation and contrast, the
@@ -29,8 +29,8 @@ import typer
 from submission.data.classes import CLASSES
 from submission.data.files import write_json
 from submission.data.splits import build_from_disk
-from submission.errors import KitError, user_errors
-from submission.studies.demo import (
+from submission.demo.cells import DOMAINS, Domain
+from submission.demo.lab import (
     LAB_B_PRIOR,
     TARGET_PRIOR,
     VERSION,
@@ -42,7 +42,7 @@ from submission.studies.demo import (
     _write_target_image,
     demo_counts,
 )
-from submission.studies.demo_cells import DOMAINS, Domain
+from submission.errors import KitError, user_errors
 
 BANK_VERSION = 1  # bump when a drawn lab changes
 

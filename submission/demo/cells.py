@@ -6,9 +6,9 @@ colour alone. A `Domain` is how one lab's images look: its stain (a colour mix;
 for target labs also shifts of each stained part: nucleus, cytoplasm, granules, red cells;
 a global hue turn, saturation and contrast), slide (background, red-cell density), pixel
 scale (and the error of its nominal value), optics (blur, uneven illumination),
-sensor noise and JPEG compression. `submission.studies.lab_bank` draws random labs;
+sensor noise and JPEG compression. `studies.lab_bank` draws random labs;
 `submission.demo` writes these images in the challenge's layout; a change to a drawing changes the demo's output, so it
-bumps `submission.demo.VERSION` (a test pins the output's digest).
+bumps `submission.demo.lab.VERSION` (a test pins the output's digest).
 """
 
 import colorsys
@@ -188,16 +188,7 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
     img = np.empty((h, w, 3), np.float32)
     background = np.clip(np.array(BACKGROUND) * domain.background, 0, 1) if domain.background != 1.0 else BACKGROUND
     img[:] = background
-    # red blood cells around the white cell: pale-centred discs of about 7.5 um
-    rbc = np.zeros((h, w), np.uint8)
-    pale = np.zeros((h, w), np.uint8)
-    for _ in range(rng.integers(*domain.rbc_range)):
-        p = rng.uniform(0, 1, 2) * [w, h]
-        rr = 3.75 * k * rng.uniform(0.9, 1.1)
-        _circle(rbc, p, rr)
-        _circle(pale, p, 0.45 * rr)
-    _paint(img, rbc, np.clip(_hsv(RBC, domain.rbc_hsv) + cyto_shift, 0, 1))
-    _paint(img, pale, background, 0.5)
+    _red_cells(img, domain, rng, k, background, cyto_shift)
 
     cyto = np.zeros((h, w), np.uint8)
     _ellipse(cyto, c, (r, r * rng.uniform(0.88, 1.0)), rng.uniform(0, 360))
@@ -233,7 +224,26 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
     if gran_kind == "black":  # basophil granules also lie over the nucleus
         _paint(img, cv2.bitwise_and(gran, nuc), gran_colour, 0.7)
 
-    # the lab's stain, optics and sensor
+    return _lab_optics(img, domain, rng)
+
+
+def _red_cells(img, domain: Domain, rng, k: float, background, cyto_shift) -> None:
+    """Red blood cells around the white cell: pale-centred discs of about 7.5 um."""
+    h, w = img.shape[:2]
+    rbc = np.zeros((h, w), np.uint8)
+    pale = np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(*domain.rbc_range)):
+        p = rng.uniform(0, 1, 2) * [w, h]
+        rr = 3.75 * k * rng.uniform(0.9, 1.1)
+        _circle(rbc, p, rr)
+        _circle(pale, p, 0.45 * rr)
+    _paint(img, rbc, np.clip(_hsv(RBC, domain.rbc_hsv) + cyto_shift, 0, 1))
+    _paint(img, pale, background, 0.5)
+
+
+def _lab_optics(img, domain: Domain, rng) -> np.ndarray:
+    """The lab's stain, optics and sensor applied to a drawn cell (float RGB in 0..1) -> uint8 RGB."""
+    h, w = img.shape[:2]
     img = img @ np.asarray(domain.stain, np.float32).T + np.asarray(domain.offset, np.float32)
     img *= rng.uniform(0.96, 1.04, 3).astype(np.float32)  # slide-to-slide stain variation
     img = _global_colour(img, domain)

@@ -1,7 +1,7 @@
 """The adaptation study's scores and tables: every run's predictions scored against the demo's
 labels (read only here), seed ensembles, the selection study (every checkpoint choice's pick),
 the default choice by the study's rule, and OUT/study.md with the CSV files beside it.
-`submission.study` trains the runs and calls `write_tables` after each one.
+`studies.study` trains the runs and calls `write_tables` after each one.
 """
 
 import json

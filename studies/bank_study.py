@@ -1,16 +1,16 @@
 """The lab-bank study: methods screened on the selection labs, the rule's choice frozen, then confirmed
-on the test labs (submission.studies.protocol holds the labs, budget, methods and rule).
+on the test labs (studies.protocol holds the labs, budget, methods and rule).
 
-    python -m submission.studies.lab_bank --dest bank
-    python -m submission.studies.bank_study screen --bank bank --out bank-study
-    python -m submission.studies.bank_study freeze --out bank-study      # writes frozen_choice.json
-    python -m submission.studies.bank_study confirm --bank bank --out bank-study
+    python -m studies.lab_bank --dest bank
+    python -m studies.bank_study screen --bank bank --out bank-study
+    python -m studies.bank_study freeze --out bank-study      # writes frozen_choice.json
+    python -m studies.bank_study confirm --bank bank --out bank-study
 
 Every run is a setting of the one training loop at the protocol's budget. A method whose training
 never sees the target (source-only, strong augmentation; AdaBN re-estimates only BatchNorm at
 prediction) trains once per seed and predicts every lab. Each run's WBC1 and WBC2 logits (best.pt +
 TTA) go to OUT/preds/<method>/<lab>/seed<N>.npz; a study stopped half-way resumes where it stopped
-(runs and predictions already there are kept). Labels are read only by submission.studies.bank_report.
+(runs and predictions already there are kept). Labels are read only by studies.bank_report.
 """
 
 import time
@@ -20,10 +20,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from studies import protocol as P
+from studies.protocol import pred_file, slug
 from submission import cli
 from submission.errors import KitError, user_errors
-from submission.studies import protocol as P
-from submission.studies.protocol import pred_file, slug
 
 TRAINS_AS = {"AdaBN": "source-only", "strong aug + AdaBN": "strong aug"}  # same weights, BatchNorm refit per lab
 
@@ -46,7 +46,7 @@ def train_run(method: str, lab: str, seed: int, bank: Path, out: Path, device: s
     recipe, settings = P.METHODS[trainer]
     cfg = make_config(recipe, demo=True, **{**P.BUDGET, **settings}, data_root=str(Path(bank) / lab / "data"),
                       runs=str(folder.parent), seed=seed, device=device, workers=workers,
-                      cache_dir=str(Path(out) / "cache"))
+                      cache_dir=str(Path(out) / "cache"), plots=False)  # a study reads its runs, not their pictures
     t = time.time()
     folder.parent.mkdir(parents=True, exist_ok=True)
     from rich.console import Console
@@ -86,7 +86,7 @@ def predict(method: str, lab: str, seed: int, bank: Path, out: Path, device: str
 def run_phase(methods, labs, seeds, bank: Path, out: Path, device: str, workers: int, budget_s: float, console) -> int:
     """Train and predict every (method, lab, seed) in order; the runs a method shares are trained once.
     Stops starting new runs after `budget_s` seconds; returns the number of predictions missing."""
-    from submission.studies.lab_bank import write_lab
+    from studies.lab_bank import write_lab
 
     for lab in labs:
         if not (Path(bank) / lab / "lab.json").is_file():
@@ -107,8 +107,8 @@ def run_phase(methods, labs, seeds, bank: Path, out: Path, device: str, workers:
     return missing
 
 
-app = typer.Typer(add_completion=False, help="The lab-bank study (protocol in submission.studies.protocol).")
-Bank = Annotated[Path, typer.Option(help="Lab bank folder (python -m submission.studies.lab_bank).")]
+app = typer.Typer(add_completion=False, help="The lab-bank study (protocol in studies.protocol).")
+Bank = Annotated[Path, typer.Option(help="Lab bank folder (python -m studies.lab_bank).")]
 Out = Annotated[Path, typer.Option(help="Study folder: runs, predictions, tables.")]
 Budget = Annotated[float, typer.Option(help="Seconds after which no new run starts (run again to resume).")]
 Workers = Annotated[int, typer.Option(help="Data loader worker processes per run.")]
@@ -124,8 +124,8 @@ def screen(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cli
     the work (disjoint --methods or --labs), each with OMP_NUM_THREADS=1."""
     from rich.console import Console
 
-    from submission.studies.bank_report import write_report
-    from submission.studies.lab_bank import parse_labs
+    from studies.bank_report import write_report
+    from studies.lab_bank import parse_labs
 
     names = _methods(methods)
     lab_list = parse_labs(labs) if labs else list(P.SELECTION_LABS)
@@ -138,9 +138,9 @@ def screen(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cli
 @app.command()
 @user_errors
 def freeze(bank: Bank = Path("bank"), out: Out = Path("bank-study"),
-           dest: Annotated[Path, typer.Option(help="Where the frozen choice goes.")] = Path("docs/frozen_choice.json")):
+           dest: Annotated[Path, typer.Option(help="Where the frozen choice goes.")] = Path("submission/measured/frozen_choice.json")):
     """Step 2: the rule's choice on the selection labs, frozen with a hash of its settings."""
-    from submission.studies.bank_report import freeze_choice
+    from studies.bank_report import freeze_choice
 
     freeze_choice(bank, out, dest)
 
@@ -149,7 +149,7 @@ def freeze(bank: Bank = Path("bank"), out: Out = Path("bank-study"),
 @user_errors
 def confirm(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cli.Device = "auto",
             workers: Workers = 0, budget: Budget = 1e9,
-            frozen: Annotated[Path, typer.Option(help="The frozen choice.")] = Path("docs/frozen_choice.json"),
+            frozen: Annotated[Path, typer.Option(help="The frozen choice.")] = Path("submission/measured/frozen_choice.json"),
             methods: Annotated[str, typer.Option(help="Methods (default: source-only, strong aug, the frozen choice "
                                                       "and the runner-up).")] = "",
             seeds: Annotated[str, typer.Option(help="Seeds (default: the protocol's).")] = "",
@@ -161,8 +161,8 @@ def confirm(bank: Bank = Path("bank"), out: Out = Path("bank-study"), device: cl
 
     from rich.console import Console
 
-    from submission.studies.bank_report import write_report
-    from submission.studies.lab_bank import parse_labs
+    from studies.bank_report import write_report
+    from studies.lab_bank import parse_labs
 
     if not frozen.is_file():
         raise KitError(f"no frozen choice at {frozen}: run `freeze` after `screen` first")

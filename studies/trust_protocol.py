@@ -1,5 +1,5 @@
 """The trust study's protocol: its points, candidates, rule and warning levels, fixed before any estimate was
-scored (submission.studies.trust_study runs it, submission.studies.trust_report scores it).
+scored (studies.trust_study runs it, studies.trust_report scores it).
 
 The rule (written before any estimate was scored):
 1. Points: every run (METHODS x SEEDS, best.pt + TTA on WBC2, the way `infer.py` predicts: AdaBN
@@ -43,7 +43,7 @@ macro F1 near 0.1, estimated near 0.9) come from averaging F1 over the predicted
 
 from pathlib import Path
 
-from submission.studies import protocol as P
+from studies import protocol as P
 
 METHODS = ("source-only", "AdaBN", "strong aug", "strong aug + AdaBN")
 SEEDS = (0, 1, 2)

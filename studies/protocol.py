@@ -75,6 +75,13 @@ def settings_hash(recipe: str, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def provenance(command: str, study: str) -> dict:
+    """Where a committed record came from: the study command and the commit it ran at."""
+    from submission.demo.record import commit
+
+    return {"command": command, "commit": commit() or "unknown (not a git checkout)", "study": study}
+
+
 CHECKED = " + check"  # a method with the do-no-harm check: where it fires, the source-only prediction
 
 

@@ -1,20 +1,32 @@
 """Scores of the trust study (a reader of the bank's labels, as bank_report is): every label-free estimate
 of every run and ensemble against its true WBC2 accuracy and macro F1, the rules' choices (v1 and v2 of
-submission.studies.trust_protocol), the error bars the kit prints (written to
-submission/scoring/trust_measured.json), the scatter plot, do no harm and the checkpoint choice."""
+studies.trust_protocol), the error bars the kit prints (written to
+submission/measured/trust.json), the scatter plot, do no harm and the checkpoint choice."""
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from studies import protocol as P
+from studies.bank_report import _md, _truth
+from studies.trust_protocol import (
+    CANDIDATES,
+    CHOICE_NAMES,
+    CONFIRM_LABS,
+    LABS,
+    MACRO,
+    MEMBERS,
+    METHODS,
+    SEEDS,
+    SINGLE,
+    TIE,
+    VARIANTS,
+    pred_path,
+)
 from submission.data.files import atomic_path, write_csv, write_json
 from submission.scoring import trust
 from submission.scoring.metrics import f1_scores
-from submission.studies import protocol as P
-from submission.studies.bank_report import _md, _truth
-from submission.studies.trust_protocol import (CANDIDATES, CHOICE_NAMES, CONFIRM_LABS, LABS, MACRO, MEMBERS, METHODS,
-                                               SEEDS, SINGLE, TIE, VARIANTS, pred_path)
 
 MEASURED = trust.MEASURED
 BASE = {"AdaBN": "source-only", "strong aug + AdaBN": "strong aug"}  # the same weights with training BatchNorm
@@ -122,7 +134,7 @@ def write_report(bank: Path, out: Path, docs: Path) -> dict:
     points = _naive(points, float(dev["true_f1"].mean()), float(dev["true_acc"].mean()))
     names = list(dict.fromkeys([f"{k}|{m}" for k in MEMBERS for m in MACRO] + [v1, "source-val/same", "bank-mean"]))
     tables = {g: errors(points[points["group"] == g], names) for g in GROUPS if (points["group"] == g).any()}
-    record = {"measured_by": "python -m submission.studies.trust_study report", "version": 2}
+    record = {"provenance": P.provenance("python -m studies.trust_study report", "docs/trust.md"), "version": 2}
     final = tables.get("confirmation")
     if final is not None:
         t = final.set_index("estimator")["f1_mae"]
@@ -137,10 +149,10 @@ def write_report(bank: Path, out: Path, docs: Path) -> dict:
     lines = ["# Label-free estimates on the lab bank", "",
              f"Points: runs ({', '.join(METHODS)}; seeds {', '.join(map(str, SEEDS))}) and their seed ensembles, "
              "WBC2 best.pt + TTA. Errors are |estimated - true|; an estimator is KEY|MACRO (macro F1 over the classes "
-             "present, or over all). Rules: submission/studies/trust_protocol.py.", "",
+             "present, or over all). Rules: studies/trust_protocol.py.", "",
              f"- v1 (selection labs): **{v1}**.",
              f"- v2 (development labs = selection + v1 test): one run **{single}**, with other runs beside it **{members}**.",
-             "", "Record: `submission/scoring/trust_measured.json`.", ""]
+             "", "Record: `submission/measured/trust.json`.", ""]
     for g, table in tables.items():
         sub = points[points["group"] == g]
         lines += [f"## {g} labs ({sub['lab'].nunique()} labs, {len(sub)} points, true macro F1 "
@@ -245,8 +257,8 @@ def choice_points(bank: Path, out: Path, chosen: str) -> pd.DataFrame:
 
 def choice_table(points: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """Rule 7's default on the selection labs, and the gaps per lab group and choice."""
+    from studies.study_report import default_choice
     from submission.choices import CHOICES
-    from submission.studies.study_report import default_choice
 
     default, _ = default_choice(points[points["group"] == "selection"])
     g = points.groupby(["group", "choice"])

@@ -1,0 +1,131 @@
+"""The demo's run record: what `demo.sh` measured, in one JSON file (runs/demo_record.json).
+
+    python -m submission.demo.record --runs runs --labels demo/labels --timings runs/demo_timings.txt
+
+Per seed and for the ensemble: WBC2 macro and micro F1 and per-class F1 (the demo's labels, read only to score
+here, after every run has finished), and the label-free estimate a lab without labels would have seen; the
+seconds each step took; the machine (CPU model, cores, torch threads), the versions and the commit. The README's
+demo numbers are this record's (docs/results/demo/demo_record.json holds the committed one; a test compares).
+"""
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from submission.data.classes import CLASSES
+from submission.data.files import write_json
+from submission.errors import KitError, user_errors
+
+
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` prints it (from /proc/cpuinfo; the platform's processor elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def scores(truth: pd.Series, pred: pd.Series) -> dict:
+    """Macro and micro F1 over the classes present (as the challenge scores) and F1 per class (None: absent)."""
+    from sklearn.metrics import f1_score
+
+    from submission.scoring.metrics import f1_scores
+
+    y, p = truth.to_numpy(), pred.loc[truth.index].to_numpy()
+    per = f1_score(y, p, labels=range(len(CLASSES)), average=None, zero_division=0)
+    present = set(y) | set(p)
+    return {k: round(v, 4) for k, v in f1_scores(y, p).items()} | {
+        "per_class_f1": {c: (round(float(per[i]), 4) if i in present else None) for i, c in enumerate(CLASSES)}}
+
+
+def _estimate(meta: Path) -> dict | None:
+    """The label-free estimate recorded beside a prediction (None: not recorded)."""
+    if not meta.is_file():
+        return None
+    rec = json.loads(meta.read_text()).get("trust") or {}
+    if not rec.get("available"):
+        return None
+    return {"macro_f1": rec["macro_f1"], "macro_f1_error": rec["macro_f1_error"], "agreement": rec.get("agreement")}
+
+
+def read_timings(path: Path | None) -> dict:
+    """`name seconds` lines (as demo.sh writes them) -> {name: seconds}."""
+    if path is None or not Path(path).is_file():
+        return {}
+    pairs = (line.rsplit(maxsplit=1) for line in Path(path).read_text().splitlines() if line.strip())
+    return {name: int(seconds) for name, seconds in pairs}
+
+
+def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split: str = "WBC2") -> dict:
+    from submission.data.targets import logits_name, run_folders
+    from submission.predict.submit import read_labels
+
+    truth = read_labels(labels, split)
+    seeds = {}
+    for run in run_folders(runs):
+        csv = run / logits_name(split, "best", True)
+        if not csv.is_file():
+            raise KitError(f"no {csv}: run infer.py --tta first")
+        frame = pd.read_csv(csv, dtype={"Image": str}).set_index("Image")
+        pred = pd.Series(frame[list(CLASSES)].to_numpy().argmax(1), index=frame.index)
+        seeds[run.name] = {**scores(truth, pred), "estimate": _estimate(csv.with_suffix(".json"))}
+    if not seeds or not submission.is_file():
+        raise KitError(f"no runs under {runs} or no {submission}: run demo.sh")
+    sub = pd.read_csv(submission, dtype={"Image": str}).set_index("Image")["LabelID"]
+    import torch
+
+    return {"split": split, "seeds": seeds,
+            "ensemble": {**scores(truth, sub), "estimate": _estimate(submission.with_suffix(".json"))},
+            "seconds": timings, "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                                            "torch_threads": torch.get_num_threads()},
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+            "commit": commit(), "demo_version": _demo_version(runs)}
+
+
+def _demo_version(runs: Path) -> int | None:
+    from submission.data.targets import run_folders
+
+    for run in run_folders(runs):
+        root = json.loads((run / "config.json").read_text()).get("data_root_resolved")
+        if root and (Path(root) / "demo.json").is_file():
+            return json.loads((Path(root) / "demo.json").read_text()).get("version")
+    return None
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@user_errors
+def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = Path("runs"),
+         labels: Annotated[Path, typer.Option(help="The demo's labels folder (read only to score).")] = Path("demo/labels"),
+         submission: Annotated[Path, typer.Option(help="The ensemble's submission CSV.")] = Path("submission.csv"),
+         timings: Annotated[Path | None, typer.Option(help="`step seconds` lines written by demo.sh.")] = None,
+         dest: Annotated[Path, typer.Option(help="The record to write.")] = Path("runs/demo_record.json")):
+    """Write the demo's run record: scores per seed and for the ensemble, the estimates, timings, machine."""
+    record = make_record(runs, labels, submission, read_timings(timings))
+    write_json(dest, record)
+    f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in record["seeds"].items())
+    print(f"{dest}: WBC2 macro F1 {f1}, ensemble {record['ensemble']['macro_f1']:.3f}")
+
+
+if __name__ == "__main__":
+    app()
