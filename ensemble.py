@@ -60,16 +60,29 @@ def main(
     mix: Annotated[bool, typer.Option("--mix", help="Allow logits of different kinds (checkpoint, TTA) in one ensemble.")] = False,
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the first run was trained on).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="The folder that infer.py --images predicted, instead of a split.")] = None,
-    submission: Annotated[Path, typer.Option(help="Submission CSV to write (challenge splits).")] = Path("submission.csv"),
+    submission: Annotated[Optional[Path], typer.Option(help=(
+        "Submission CSV to write for a challenge split (default: submission.csv for WBC2, submission_WBC1.csv for "
+        "WBC1)."), show_default=False)] = None,
     predictions: cli.Predictions = None,
     min_confidence: cli.MinConfidence = 0.5,
+    truth: cli.Truth = None,
     labels: cli.Labels = None,
+    choose: Annotated[bool, typer.Option("--choose", metavar="", help=(
+        "With --labels and runs of several recipes (kit, source-only, mcc, ...): keep the kit's runs unless another "
+        "recipe's ensemble beats them on the labelled cells by more than the 90% interval of the difference; "
+        "ensemble the chosen recipe's runs and say why."))] = False,
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
     do_no_harm: cli.DoNoHarm = False,
     report: Annotated[Optional[Path], typer.Option(help=(
         "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
         "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
+    ask: Annotated[int, typer.Option(help=(
+        "With --report: the report asks for this many cells to label in the browser (stratified over the predicted "
+        "classes, 5 per class by default; 0: none), listed in ASKED_SPLIT.csv beside the report."))] = 55,
+    ask_by: Annotated[str, typer.Option(help=(
+        "How the cells are asked for: uncertain (in each predicted class, half uncertain cells that differ from "
+        "each other, half at random) or random (all at random)."))] = "uncertain",
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
@@ -79,11 +92,17 @@ def main(
     from submission.predict.submit import ensemble_logits, read_logits
 
     console = Console()
+    if ask_by not in ("uncertain", "random") or ask < 0:
+        raise KitError(f"--ask-by is uncertain or random (not {ask_by!r}) and --ask a number of cells (not {ask})")
     name = images.name if images else split
     target_of = partial(_target_of, images, data_root, split, runs)
     if check is not None:
         return _check(check, run, runs, name, target_of, console)
     files = _logits_files(run, runs, name, checkpoint, tta, mix)
+    target = target_of(files[0].parent)
+    lab = _labels(labels, choose, target, files)
+    if choose:
+        files = _choose(files, lab, console)
     if do_no_harm:
         from submission.predict.harm import apply_checks
 
@@ -91,11 +110,10 @@ def main(
     frames = [read_logits(f) for f in files]
     names = [f.parent.name for f in files]
     mean = ensemble_logits(frames, names)
-    target = target_of(files[0].parent)
     sub, written = _write(mean, target, name, files, submission, predictions, min_confidence)
-    _report(console, sub, frames, names, name, files[0].stem, plot, labels)
+    _report(console, sub, frames, names, name, files[0].stem, plot, truth)
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
-    _trust_and_report(files, frames, mean, Path(written), target, report, min_confidence, console)
+    _trust_and_report(files, frames, mean, Path(written), target, (report, ask, ask_by), min_confidence, lab, console)
 
 
 def _target_of(images, data_root, split: str, runs: Path, first_run: Path | None):
@@ -132,6 +150,7 @@ def _write(mean: pd.DataFrame, target, name: str, files: list[Path], submission:
     from submission.predict.submit import predictions_frame, submission_frame, write_submission
 
     if target.is_challenge_split:
+        submission = submission or Path("submission.csv" if name == "WBC2" else f"submission_{name}.csv")
         sub = submission_frame(mean)
         write_submission(submission, sub, target.images)
         return sub, submission
@@ -143,17 +162,63 @@ def _write(mean: pd.DataFrame, target, name: str, files: list[Path], submission:
     return sub, written
 
 
-def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, console) -> None:
-    """The ensemble's trust record (printed, and in the JSON beside the file written) and the lab report."""
-    from submission.data.files import write_json
+def _labels(labels, choose: bool, target, files):
+    """The lab's labels, read and checked before anything is written (None without --labels)."""
+    if labels is None:
+        if choose:
+            raise KitError("--choose chooses by the lab's labels: give --labels labels.csv")
+        return None
+    from submission.predict.labelled import usable_labels
+
+    return usable_labels(labels, target.name, target.images, [f.parent for f in files])
+
+
+def _choose(files: list[Path], lab, console) -> list[Path]:
+    """--choose: the runs of the recipe the labels choose (the kit's unless another wins by more than its interval)."""
+    from submission.data.targets import logits_kind
+    from submission.predict.labelled import choose_by_labels
+    from submission.predict.submit import ensemble_logits, read_logits
+
+    by_recipe: dict[str, list[Path]] = {}
+    for f in files:
+        by_recipe.setdefault(logits_kind(f).get("recipe") or "kit", []).append(f)
+    if len(by_recipe) < 2:
+        raise KitError(f"--choose needs runs of at least two recipes; these are all {next(iter(by_recipe))}")
+    default = "kit" if "kit" in by_recipe else next(iter(by_recipe))
+    groups = {r: ensemble_logits([read_logits(f) for f in fs]) for r, fs in by_recipe.items()}
+    res = choose_by_labels(groups, default, lab)
+    for row in res["candidates"]:
+        console.print(f"  {row['candidate']}: labelled macro F1 {row['macro_f1']:.3f}, {row['vs_default']:+.3f} vs "
+                      f"{default} [{row['interval'][0]:+.3f}, {row['interval'][1]:+.3f}]")
+    console.print(f"[bold]chose {res['chosen']}[/] ({len(by_recipe[res['chosen']])} runs) by {res['labels']} labels: {res['why']}")
+    return by_recipe[res["chosen"]]
+
+
+def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, lab, console) -> None:
+    """The ensemble's trust record and check (printed, and in the JSON beside the file written) and the lab report."""
+    from submission.data.files import write_csv, write_json
 
     rec = _trust(files, frames, mean, console)
-    write_json(written.with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec})
-    if report is not None:
-        from submission.predict.lab_report import write_lab_report
+    checked = None
+    if lab is not None:
+        from submission.predict.labelled import check_labels, print_check
 
-        write_lab_report(report, mean, target, rec, files, min_confidence)
-        console.print(f"wrote {report}: the lab report (open it in a browser)")
+        checked = check_labels(mean, lab)
+        print_check(console, "ensemble", checked)
+    write_json(written.with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec, "check": checked})
+    dest, n_ask, ask_by = report
+    if dest is not None:
+        from submission.predict.lab_report import write_lab_report
+        from submission.predict.labelled import asked_frame
+
+        classes = list(mean.columns[1:])
+        members = [f.set_index("Image").loc[mean["Image"], classes].to_numpy() for f in frames]
+        asked = asked_frame(mean, members, target.name, n_ask, ask_by) if n_ask else None
+        write_lab_report(dest, mean, target, rec, files, min_confidence, asked, checked)
+        if asked is not None:
+            write_csv(Path(dest).with_name(f"asked_{target.name}.csv"), asked.drop(columns="cell"))
+        console.print(f"wrote {dest}: the lab report (open it in a browser)"
+                      + (f"; it asks for {len(asked)} cells to label" if asked is not None else ""))
 
 
 def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict:
@@ -184,8 +249,8 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
     return rec
 
 
-def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, kind: str, plot, labels) -> None:
-    """Per-class counts and agreement of the members and the ensemble (and a plot); scores when labels are given."""
+def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, kind: str, plot, truth) -> None:
+    """Per-class counts and agreement of the members and the ensemble (and a plot); scores when the truth is given."""
     from submission.predict.submit import read_labels
     from submission.scoring.plots import agreement_matrix, agreement_table, counts_table, score, scores_table
 
@@ -199,10 +264,10 @@ def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, ki
 
         plot_ensemble(preds, agree, plot, f"predicted classes on {name}, per run and for the ensemble")
         console.print(f"wrote {plot}")
-    truth = read_labels(labels, name) if labels else None
+    truth = read_labels(truth, name) if truth else None
     if truth is not None:
         rows = [{"run": n, "images": len(p), **score(pd.Series(p, index=sub["Image"].to_numpy()), truth)} for n, p in preds.items()]
-        console.print(scores_table(rows, f"{name} scores (labels read only to report)"))
+        console.print(scores_table(rows, f"{name} scores (the truth read only to report)"))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def main(
     px_per_um: cli.PxPerUm = None,
     images_crop_px: cli.ImagesCropPx = None,
     tta: cli.Tta = True,
+    truth: cli.Truth = None,
     labels: cli.Labels = None,
     submission: Annotated[Optional[Path], typer.Option(
         help="Submission CSV written when there is one run (default: submission.csv for WBC2).")] = None,
@@ -55,13 +56,17 @@ def main(
     console = Console()
     folder_crop = _folder_crop(images, px_per_um, images_crop_px)
     paths = find_runs(runs, run, checkpoint)
-    truth = read_labels(labels, images.name if images else split) if labels else None
+    truth = read_labels(truth, images.name if images else split) if truth else None
+    if labels is not None:  # a bad labels file stops before any prediction
+        _early_labels(labels, images, data_root, split, paths[0].parent)
     opts = dict(tta=tta, device=device, batch_size=infer_batch_size, workers=workers, cache=cache,
                 cache_dir=str(cache_dir))
     written, vals, target, frame = _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats,
                                                 estimate, opts, console)
     if estimate:
         _estimates(written, vals, console)
+    if labels is not None:
+        _checks(labels, written, target, console)
     if reference is not None:
         _do_no_harm(reference, written, vals, target, opts, console)
     _write_single(paths, target, frame, submission, predictions, min_confidence, console)
@@ -210,6 +215,30 @@ def _estimates(written: list, vals: list, console) -> None:
         meta = dest.with_suffix(".json")
         write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
         print_record(console, dest.parent.name, rec)
+
+
+def _early_labels(labels: Path, images, data_root, split: str, first_run: Path) -> None:
+    from submission.data.labels import read_lab_labels
+    from submission.data.targets import Target
+
+    target = Target.from_folder(images) if images is not None else Target.of_run(split, first_run, data_root)
+    read_lab_labels(labels, target.name, target.images)
+
+
+def _checks(labels: Path, written: list, target, console) -> None:
+    """Each run checked with the lab's labels (less the cells that taught it), printed and recorded."""
+    import json
+
+    from submission.data.files import write_json
+    from submission.predict.labelled import check_labels, print_check, usable_labels
+    from submission.predict.submit import read_logits
+
+    for dest, _ in written:
+        lab = usable_labels(labels, target.name, target.images, [dest.parent])
+        rec = check_labels(read_logits(dest), lab)
+        meta = dest.with_suffix(".json")
+        write_json(meta, {**json.loads(meta.read_text()), "check": rec})
+        print_check(console, dest.parent.name, rec)
 
 
 def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:

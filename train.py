@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from submission.cli import config_options
-from submission.config import RECIPE_NOTES, make_config
+from submission.config import make_config
+from submission.recipes import RECIPE_NOTES
 from submission.errors import KitError, user_errors
 from submission.scoring.validators import describe_choice
 
@@ -22,6 +23,10 @@ timm state dict, or a DinoBloom checkpoint); --freeze-backbone trains on cached 
 
 Writes RUNS/seed{{N}}/: config.json (every setting), metrics.csv (one row per epoch), last.pt, best.pt
 (the epoch chosen without target labels, see --select) and avg.pt (the mean weights of the last epochs).
+
+Teaching with a lab's few labels (labels.csv from the lab report): --labels labels.csv --init RUN continues RUN
+for 300 steps with the labelled cells as a third labelled source, into RUNS-taught/seed{{N}}; a third of the labels
+is held out to check it (infer.py --labels).
 
 Under torchrun (torchrun --nproc_per_node N train.py ...) one run trains on N processes; --batch-size stays
 the global batch per domain.
@@ -48,6 +53,8 @@ def main(
     cfg = make_config(recipe, demo, config, **settings)
     if not resume:
         check_sources(Path(cfg.data_root))
+        if cfg.labels:
+            check_labels(cfg)
     try:
         best = fit(cfg, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -58,6 +65,9 @@ def main(
         print(f"best.pt: {describe_choice(best)} by {cfg.select}; target SND {best['target_snd']:.4f}, "
               f"source-val F1 {best['source_val_f1']:.3f} "
               f"-> {cfg.run_dir / 'best.pt'}")
+        if cfg.labels:
+            print(f"taught with {cfg.labels}: check it on the held-out cells with `python infer.py --runs {cfg.runs} "
+                  f"--split {cfg.target} --labels {cfg.labels}` (the cells that taught it never score it)")
 
 
 def check_sources(root: Path) -> None:
@@ -67,6 +77,15 @@ def check_sources(root: Path) -> None:
         raise KitError(f"no {' or '.join(missing)} in {root}/: the kit expects the challenge layout (README, 'Data'); "
                        "bring a folder in with `python -m submission.data.importer`, or try the kit on synthetic data: "
                        "`python -m submission.demo --dest demo`, then `python train.py --demo`")
+
+
+def check_labels(cfg) -> None:
+    """A bad labels file stops before any model or run folder."""
+    from submission.data.labels import read_lab_labels
+    from submission.data.targets import Target
+
+    target = Target.resolve(cfg.target, Path(cfg.data_root), cfg.splits_dir, cfg.target_dir, cfg.px_per_um)
+    read_lab_labels(cfg.labels, target.name, target.images)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ granules, red cells: hue, saturation and brightness), a global hue turn, saturat
 stain mix, focus blur, sensor noise, JPEG quality, the true pixel scale against the stated one, uneven
 illumination, background and red-cell density, and a class prior from a Dirichlet between a routine lab
 (segmented neutrophils and lymphocytes) and a leukaemia clinic (blasts), rare classes at 1% or more.
+Skewed labs (`skew3`, opt-in by name; `lab<seed>` labs are unchanged): one class at 60-95% of the cells
+(even seeds) or 1-4 absent classes (odd seeds).
 The demo lab (`demo`) and lab B (`lab_b`) are in the bank too, as the demo draws them; RANGES contain
 their values with room beyond (a test checks it).
 
@@ -99,6 +101,26 @@ def draw_lab(seed: int) -> tuple[Domain, list[float]]:
     return domain, [float(p) for p in prior / prior.sum()]
 
 
+SKEW = {"dominant": (0.6, 0.95), "absent": (1, 4)}  # skew<seed> labs: a dominant class's share, absent classes
+
+
+def draw_skewed(seed: int) -> tuple[Domain, list[float]]:
+    """skew<seed>: a lab drawn like lab<seed + 5000> whose prior is skewed: with even seeds one class holds 60-95%
+    of the cells, with odd seeds 1 to 4 classes are absent; either way the rest keep the drawn prior's shape."""
+    domain, prior = draw_lab(seed + 5000)
+    rng = np.random.default_rng([7919, seed, 1])
+    prior = np.array(prior)
+    if seed % 2 == 0:
+        dom = int(rng.integers(len(prior)))
+        share = rng.uniform(*SKEW["dominant"])
+        rest = np.delete(prior, dom) / np.delete(prior, dom).sum() * (1 - share)
+        prior = np.insert(rest, dom, share)
+    else:
+        gone = rng.choice(len(prior), int(rng.integers(SKEW["absent"][0], SKEW["absent"][1] + 1)), replace=False)
+        prior[gone] = 0.0
+    return domain, [float(p) for p in prior / prior.sum()]
+
+
 def _tuple(a) -> tuple:
     a = np.asarray(a)
     return tuple(_tuple(r) for r in a) if a.ndim > 1 else tuple(round(float(v), 6) for v in a)
@@ -136,7 +158,9 @@ def lab_spec(name: str) -> tuple[Domain, list[float], int]:
         return DOMAINS[domain], list(prior), stream
     if name.startswith("lab") and name[3:].isdigit():
         return (*draw_lab(int(name[3:])), 1000 + 2 * int(name[3:]))  # own cells: streams apart from the demo's
-    raise KitError(f"unknown lab {name!r}: demo, lab_b or lab<seed> (e.g. lab7)")
+    if name.startswith("skew") and name[4:].isdigit():
+        return (*draw_skewed(int(name[4:])), 30000 + 2 * int(name[4:]))
+    raise KitError(f"unknown lab {name!r}: demo, lab_b, lab<seed> (e.g. lab7) or skew<seed> (a skewed prior)")
 
 
 def parse_labs(text: str) -> list[str]:

@@ -20,7 +20,8 @@ ensemble.py --labels [--choose], train.py --labels --init).
 6. Teach: train.py --labels --init RUN at 5 per class, asked by the kit's strategy; gain = WBC2 macro F1 of
    the taught run minus the kit's run without labels, same seed. Settings fixed on the selection labs
    (seed 0): TEACH_CANDIDATES, the highest mean gain, ties within 0.01 to the earlier; then the test labs,
-   seeds 0 and 1. As compute allows, in this order: 5 per class at random, 10 per class asked (seed 0).
+   seeds 0 and 1 (two processes, one per seed). As compute allows, after them: 5 per class at random, then
+   10 per class asked (seed 0). (Revised before any teaching run: the two seeds run side by side.)
 7. --ask-by's default: the strategy with the higher mean teaching gain on the selection labs if both were
    taught there, else the narrower median check interval at 5 per class on the selection labs; ties to
    "uncertain".

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from submission.config import DEMO, FIELDS, RECIPES, default_workers
+from submission.config import FIELDS, default_workers
+from submission.recipes import DEMO, RECIPES
 from submission.methods.registry import TERMS
 
 # train.py's help panels: every setting in one (tests/test_cli.py checks).
@@ -23,6 +24,7 @@ PANELS = {
                      "balanced", "class_weighted_loss", "zoom"),
     "Adaptation": ("target_in_batch", "target_norm", "adabn", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
                    "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
+    "A lab's labels": ("labels", "labels_holdout", "init"),
     "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",
                           "bn_batches", "watch_split", "keep_epochs"),
     "Runtime": ("device", "workers", "threads", "log_every", "plots", "fast", "compile", "sync_bn"),
@@ -118,8 +120,12 @@ Predictions = Annotated[Optional[Path], typer.Option(
     help="A lab's predictions CSV (Image, Label, LabelID, probabilities, entropy, uncertain) for a folder that is not a "
          "challenge split (default: RUNS/predictions_NAME.csv).")]
 MinConfidence = Annotated[float, typer.Option(help="Predictions below this top probability are flagged uncertain.")]
+Truth = Annotated[Optional[Path], typer.Option(
+    help="The full truth of a split (CSV with Image and Label or LabelID, or a folder of SPLIT.csv), as the demo "
+         "has it: read only to print scores, never to train or choose.")]
 Labels = Annotated[Optional[Path], typer.Option(
-    help="Known labels (CSV with Image and Label or LabelID, or a folder of SPLIT.csv) to print F1; read only to report.")]
+    help="A lab's few labels: the labels.csv downloaded from the lab report (Split, Image, label, LabelID). They "
+         "check the model (macro F1 and per-class recall with 90% intervals); cells that taught a run never score it.")]
 Submission = Annotated[Optional[Path], typer.Option(help="Submission CSV to write.")]
 PxPerUm = Annotated[Optional[float], typer.Option(
     "--px-per-um", help="Pixels per micrometre of the images in --images; the 25 um crop follows from it.")]

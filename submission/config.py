@@ -16,6 +16,7 @@ from submission.choices import CHOICES, choices_help
 from submission.cores import default_workers
 from submission.errors import KitError
 from submission.methods.registry import TERMS
+from submission.recipes import DEMO, RECIPES
 
 FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
 # Pixels per micrometre of each dataset (challenge README): the 25 um crop follows from it.
@@ -121,6 +122,14 @@ class _Settings:
                                             "score checkpoint choices later; never used for the choice.")
     keep_epochs: bool = setting(False, "Studies: also keep every epoch's weights (RUN/epochs/epochNNN.pt) to score "
                                        "checkpoint choices on other labs later.")
+    labels: str | None = setting(None, "A lab's few labels (labels.csv from the lab report) of the target: its labelled "
+                                       "cells train as a third labelled source (one more source per class); a share "
+                                       "is held out (RUN/labels_taught.csv) to check the model.")
+    labels_holdout: float = setting(1 / 3, "Share of the labels held out to check the taught model, drawn within "
+                                           "each way of asking (a group of one cell is held out whole).")
+    init: str | None = setting(None, "Continue from this run: the weights of its best.pt and the settings of its "
+                                     "config.json, into a new run folder (RUN's runs folder + '-taught' unless --runs), "
+                                     "for 3 x 100 steps unless --epochs / --iters-per-epoch say.")
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
@@ -199,40 +208,6 @@ TrainConfig.__module__ = __name__
 TrainConfig.__doc__ = "Every setting of one training run: the kit's own, then each adaptation term's (methods/)."
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
-# The kit's recipe is the dataclass's defaults, chosen over the lab bank by a rule fixed beforehand (docs/lab-bank.md,
-# submission/measured/frozen_choice.json): source-only training with AdaBN, the adaptive method with the best worst
-# selection lab. MCC, the earlier default chosen on the demo lab alone, is the `mcc` recipe.
-KIT: dict = {}  # best.pt = the last epoch (the trust study's rule 7: every choice tied on the bank; the simplest)
-MCC = {"mcc_weight": 1.0, "target_in_batch": True, "target_norm": "own", "adabn": False, "select": "avg"}
-RECIPES = {
-    "kit": KIT,
-    "mcc": MCC,
-    # The write-up's recipe: what it states; everything else keeps the mcc recipe's setting (config.json shows all).
-    "seed": {**MCC, "lr": 0.001, "lr_schedule": "step", "lr_steps": (0.4, 0.8), "lr_step_factor": 0.1, "balanced": False,
-             "class_weighted_loss": True, "batch_size": 32, "epochs": 50, "trade_off": 1.0, "margin": 4.0,
-             "snd_temperature": 0.005, "select": "snd", "mcc_weight": 0.0},
-    # the kit with every adaptation term and every use of target images switched off
-    "source-only": {**KIT, **{t.weight: 0.0 for t in TERMS}, "colour_aug": 0.0, "stain_jitter": 0.0, "adabn": False, "prior_em": False, "target_in_batch": False,
-                    "target_norm": "source", "select": "source-val"},
-}
-RECIPE_NOTES = {
-    "kit": "the kit's default: trained on the sources alone (class-balanced, lr 0.004 with the inv schedule, best.pt "
-           "= the last epoch), then AdaBN: BatchNorm statistics re-estimated on the target images, stored in "
-           "every checkpoint and used for inference",
-    "mcc": "the earlier default: MCC (weight 1, T 2.5) on the target batch, the target in every step (BatchNorm over "
-           "both domains) normalised by its own statistics, best.pt = the mean weights of the last 3 epochs (avg.pt)",
-    "seed": "the write-up's recipe: lr 0.001 x0.1 at 40% and 80% of the run, inverse-frequency class weights on "
-            "naturally sampled batches, batch 32, 50 epochs, MDD trade-off 1, margin 4, no MCC, SND (T 0.005)",
-    "source-only": "kit without adaptation: no AdaBN, MCC or MDD, no target image in any training step, the target "
-                   "normalised with the sources' statistics, no colour augmentation or prior correction, best.pt by "
-                   "source-validation F1",
-}
-
-# The budget preset: small images, a short run, no ImageNet download. Combines with any recipe.
-DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 8, "iters_per_epoch": 50, "pretrained": False,
-        "grl_max_iters": 0}  # a 400-step run: tie the reversal ramp to its length
-
-
 def _check(cfg: TrainConfig) -> TrainConfig:
     for name, f in FIELDS.items():
         choices = f.metadata.get("choices")
@@ -250,6 +225,10 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise KitError(f"--colour-aug is a share between 0 and 1, not {cfg.colour_aug}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or (cfg.image_size is not None and cfg.image_size < 16):
         raise KitError("--epochs and --batch-size must be at least 1, --image-size at least 16")
+    if cfg.labels and cfg.freeze_backbone:
+        raise KitError("--labels trains the backbone on the lab's cells: not with --freeze-backbone")
+    if not 0.0 <= cfg.labels_holdout < 1.0:
+        raise KitError(f"--labels-holdout is a share from 0 up to 1, not {cfg.labels_holdout}")
     if cfg.freeze_backbone and cfg.feature_views < 1:
         raise KitError("--feature-views must be at least 1")
     return cfg
@@ -276,6 +255,11 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     """The run's settings: defaults < recipe < --demo < config file < every option given (not None)."""
     given = {k: v for k, v in given.items() if v is not None}
     recorded = read_config_file(config_file) if config_file else {}
+    if given.get("init"):  # a short continuation of a run, with its settings
+        from submission.recipes import TEACH
+
+        init = read_config_file(given["init"])
+        recorded = {**init, **TEACH, "runs": f"{init.get('runs', 'runs')}-taught", **recorded}
     name = recipe or recorded.get("recipe") or "kit"
     if name not in RECIPES:
         raise KitError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")

@@ -10,7 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from submission.cli import PANELS, _fmt, shown_default
-from submission.config import DEMO, FIELDS
+from submission.config import FIELDS
+from submission.recipes import DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,13 +32,13 @@ def two_runs(demo, tmp_path_factory):
 
 def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
     cache = ["--cache-dir", str(two_runs / "cache")]
-    out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--tta", "--labels", str(demo / "labels"), *cache]))
+    out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--tta", "--truth", str(demo / "labels"), *cache]))
     assert "macro F1" in out
     for seed in (0, 1):
         logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2_best_tta.csv")
         assert list(logits.columns[:2]) == ["Image", "basophil"] and len(logits) == 30
     sub = tmp_path / "submission.csv"
-    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub), "--labels", str(demo / "labels"),
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub), "--truth", str(demo / "labels"),
                                            "--plot", str(tmp_path / "ensemble.png")]))
     assert "ensemble" in out and "agreement" in out and (tmp_path / "ensemble.png").stat().st_size > 10_000
     frame = pd.read_csv(sub)
@@ -281,7 +281,7 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
 
     (tmp_path / "timings.txt").write_text("generate 3\ntrain_seed0 10\ntotal 20\n")
     dest = tmp_path / "record.json"
-    _ok(runner.invoke(record_app, ["--runs", str(runs), "--labels", str(demo / "labels"), "--submission", str(sub),
+    _ok(runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
                                    "--timings", str(tmp_path / "timings.txt"), "--dest", str(dest)]))
     rec = json.loads(dest.read_text())
     truth = pd.read_csv(demo / "labels/WBC2.csv", dtype={"Image": str}).set_index("Image")["LabelID"]
@@ -293,3 +293,52 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
     assert rec["ensemble"]["macro_f1"] == round(f1_score(truth, ens, average="macro"), 4)
     assert rec["seconds"] == {"generate": 3, "train_seed0": 10, "total": 20} and rec["machine"]["cores"] >= 1
     assert len(rec["ensemble"]["per_class_f1"]) == 11
+
+
+def test_a_lab_asks_labels_checks_chooses_and_teaches(demo, two_runs, tmp_path):
+    """The loop of a lab's few labels: the report asks, a simulated labeller answers, ensemble.py checks and chooses,
+    train.py teaches from a run, and the cells that taught it never score it."""
+    from submission.demo.labeller import app as labeller
+
+    cache = ["--cache-dir", str(two_runs / "cache")]
+    tiny = ["--epochs", "1", "--iters-per-epoch", "2", "--workers", "0", "--device", "cpu", *cache, "--no-plots"]
+    _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--split", "WBC1", "--no-tta", *cache]))
+    w1, report = tmp_path / "w1.csv", tmp_path / "report.html"
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--split", "WBC1", "--no-tta", "--submission", str(w1),
+                                           "--report", str(report), "--ask", "22"]))
+    assert "it asks for 22 cells" in out
+    page = report.read_text()
+    assert page.count('class="lab-cell"') == 22 and 'width="256"' in page and "Download labels.csv" in page
+    labels = tmp_path / "labels.csv"
+    _ok(runner.invoke(labeller, [str(tmp_path / "asked_WBC1.csv"), "--truth", str(demo / "labels"), "--out", str(labels)]))
+    assert len(pd.read_csv(labels)) == 22
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--split", "WBC1", "--no-tta", "--submission", str(w1),
+                                           "--labels", str(labels)]))
+    assert "checked with 22 labels" in out
+    check = json.loads(w1.with_suffix(".json").read_text())["check"]
+    assert check["labels"] == 22 and len(check["labelled"]["interval"]) == 2 and "prediction_powered" in check
+
+    # a bad file stops train.py before any run folder
+    labels.with_name("bad.csv").write_text(labels.read_text().replace("WBC1,", "WBC2,"))
+    result = runner.invoke(train.app, ["--labels", str(labels.with_name("bad.csv")), "--init", str(two_runs / "seed0"),
+                                       "--runs", str(tmp_path / "bad"), *tiny])
+    assert result.exit_code == 1 and "labels cells of 'WBC2'" in result.output and not (tmp_path / "bad").exists()
+
+    taught = tmp_path / "taught"
+    _ok(runner.invoke(train.app, ["--labels", str(labels), "--init", str(two_runs / "seed0"), "--runs", str(taught), *tiny]))
+    roles = pd.read_csv(taught / "seed0/labels_taught.csv")
+    assert set(roles["role"]) == {"taught", "held_out"} and len(roles) == 22
+    config = json.loads((taught / "seed0/config.json").read_text())
+    assert config["init"] == str(two_runs / "seed0") and config["iters_per_epoch"] == 2 and config["recipe"] == "kit"
+    out = _ok(runner.invoke(infer.app, ["--runs", str(taught), "--split", "WBC1", "--no-tta", "--labels", str(labels), *cache]))
+    held = int((roles["role"] == "held_out").sum())
+    assert "taught the model and never score it" in out and f"checked with {held} labels" in out
+
+    # choose: the kit's runs against a source-only run, by the labels
+    _ok(runner.invoke(train.app, ["--recipe", "source-only", "--data-root", str(demo / "data"), "--runs", str(tmp_path / "so"),
+                                  "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--min-pred-classes", "1", *tiny]))
+    _ok(runner.invoke(infer.app, ["--runs", str(tmp_path / "so"), "--split", "WBC1", "--no-tta", *cache]))
+    members = [str(two_runs / "seed0"), str(two_runs / "seed1"), str(tmp_path / "so/seed0")]
+    out = _ok(runner.invoke(ensemble.app, [*members, "--split", "WBC1", "--no-tta", "--submission", str(w1), "--labels",
+                                           str(labels), "--choose"]))
+    assert "source-only:" in out and ("chose kit" in out or "chose source-only" in out)

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "submission"
 # and its run record) stands on all of them. The studies (top-level studies/) import the package and are never
 # imported by it.
 WINGS = ("ground", "methods", "settings", "data", "scoring", "train", "predict", "demo")
-SETTINGS = ("config", "cli")
+SETTINGS = ("config", "cli", "recipes")
 MODULES = sorted(PACKAGE.rglob("*.py"))
 SCRIPTS = [ROOT / n for n in ("train.py", "infer.py", "ensemble.py")]
 STUDIES = sorted((ROOT / "studies").glob("*.py"))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from submission.cli import PANEL_OF
-from submission.config import FIELDS, RECIPES, make_config
+from submission.config import FIELDS, make_config
+from submission.recipes import RECIPES
 from submission.methods.model import MDDNet
 from submission.methods.registry import TERMS, active_terms
 from submission.train.step import train_step

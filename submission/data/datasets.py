@@ -213,10 +213,13 @@ def class_balanced_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
 
 
-def draw_indices(n: int, num_samples: int, seed: int, balanced_labels=None) -> np.ndarray:
-    """`num_samples` draws with replacement from range(n), class-balanced if labels are given."""
+def draw_indices(n: int, num_samples: int, seed: int, balanced_labels=None, weights=None) -> np.ndarray:
+    """`num_samples` draws with replacement from range(n): by `weights` if given, else class-balanced if
+    labels are given, else uniform."""
     gen = torch.Generator().manual_seed(seed)
-    if balanced_labels is not None:
+    if weights is not None:
+        idx = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), num_samples, True, generator=gen)
+    elif balanced_labels is not None:
         idx = torch.multinomial(class_balanced_weights(np.asarray(balanced_labels)), num_samples, True, generator=gen)
     else:
         idx = torch.randint(n, (num_samples,), generator=gen)
@@ -224,7 +227,7 @@ def draw_indices(n: int, num_samples: int, seed: int, balanced_labels=None) -> n
 
 
 def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_labels=None, pin_memory=False,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, weights=None):
     """A loader over one epoch's `num_samples` draws with replacement, fully determined by `seed`
     (whatever `workers` is). With `balanced_labels`, draws are class-balanced; otherwise uniform.
 
@@ -232,7 +235,7 @@ def epoch_loader(dataset, batch_size, num_samples, seed, workers=0, balanced_lab
     slices and this loader yields slice `rank` of each: the draws and their augmentation are those
     of the one-process run.
     """
-    indices = draw_indices(len(dataset), num_samples, seed, balanced_labels)
+    indices = draw_indices(len(dataset), num_samples, seed, balanced_labels, weights)
     positions = np.arange(num_samples)
     if world > 1:
         if batch_size % world:

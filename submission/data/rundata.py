@@ -9,11 +9,11 @@ import torch
 
 from submission.data.classes import CLASSES, NUM_CLASSES
 from submission.data.datasets import CellConcat, CellDataset, DirectImages, cached_images, prepare_all
-from submission.data.files import cache_key, write_json
+from submission.data.files import cache_key, write_csv as write_csv_atomic, write_json
 from submission.data.splits import SOURCES, load_split, resolve_splits_dir
 from submission.data.targets import Target
 from submission.data.transforms import cached_stats, channel_stats, eval_transform, train_transform
-from submission.errors import KitError, warn
+from submission.errors import KitError, note, warn
 from submission.methods.backbones import default_input, parse_args
 from submission.methods.colour import TargetRecolour, palette
 
@@ -72,6 +72,27 @@ def pooled(stats: list[dict]) -> dict:
     return {k: [round(float(v), 6) for v in np.mean([s[k] for s in stats], axis=0)] for k in ("mean", "std")}
 
 
+def teach_weights(source_labels: np.ndarray, lab_labels: np.ndarray, n_sources: int, balanced: bool,
+                  sources_with: list) -> np.ndarray:
+    """Draw weights over the sources' training cells then the lab's: the sources as without labels, and per class
+    the lab's cells as one more source (a share 1 / (1 + the sources that have the class); unbalanced runs: 1/3)."""
+    k = max(int(source_labels.max(initial=0)), int(lab_labels.max(initial=0))) + 1
+    counts = np.bincount(source_labels, minlength=k).astype(float)
+    if balanced:
+        present = counts > 0
+        src = 1.0 / counts[source_labels] / max(present.sum(), 1)  # every present class equally likely
+        have = np.array([sum(c in s for s in sources_with) for c in range(k)], float)
+        lab_counts = np.bincount(lab_labels, minlength=k).astype(float)
+        share = 1.0 / (1.0 + have)
+        src = src * (1 - share[source_labels])
+        lab = share[lab_labels] / lab_counts[lab_labels] / max(present.sum(), 1)
+    else:
+        src = np.full(len(source_labels), (1 - 1 / (n_sources + 1)) / max(len(source_labels), 1))
+        lab = np.full(len(lab_labels), 1 / (n_sources + 1) / max(len(lab_labels), 1))
+    w = np.concatenate([src, lab])
+    return w / w.sum()
+
+
 class RunData:
     """Datasets of one training run. `run_info` goes into every checkpoint: the normalisation of each
     dataset (the target's as the run used it), the resolved data root and split folder."""
@@ -117,11 +138,13 @@ class RunData:
 
         # what --freeze-backbone's feature cache needs: every dataset's prepared images, rows, root and crop
         self.prepared, self.normalization, self.cells, self.split_rows = prepared, normalization, cells, {}
+        self.split_labels = {}
         self.roots, self.crops = {d: root for d, (_, root) in parts.items()}, crops
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
         self._split_sources(cfg, prepared, normalization, cells)
+        self.draw_weights = self._teach(cfg, target, frame, images, cells, norm, run_dir) if cfg.labels else None
         self.watch = self._watch_split(cfg, data_root, splits_dir, crops, cells, norm, progress)
         self._probes = {}
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
@@ -138,6 +161,7 @@ class RunData:
             self.class_mix[dataset] = (np.bincount(labels, minlength=NUM_CLASSES) / len(labels)).tolist()
             tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
             self.split_rows[dataset] = (tr, va)
+            self.split_labels[dataset] = labels[tr]
             train_parts.append(cells(IndexedImages(images, tr), labels[tr], True, normalization[dataset], source=True))
             if len(va):
                 val_parts.append(cells(IndexedImages(images, va), labels[va], False, normalization[dataset]))
@@ -147,6 +171,27 @@ class RunData:
         # the class prior the model is trained with: uniform over the present classes when sampling is balanced
         trained = (counts > 0) / max((counts > 0).sum(), 1) if cfg.balanced else counts / counts.sum()
         self.run_info["train_prior"] = [round(float(v), 6) for v in trained]
+
+    def _teach(self, cfg, target, frame, images, cells, norm: dict, run_dir: Path) -> np.ndarray:
+        """--labels: the lab's labelled cells (less a held-out share, written to RUN/labels_taught.csv) join the
+        sources as a third labelled source; returns the draw weights that make it one more source per class."""
+        from submission.data.labels import hold_out, read_lab_labels
+
+        lab = read_lab_labels(cfg.labels, target.name, target.images)
+        taught, held = hold_out(lab, cfg.labels_holdout, cfg.seed)
+        name_of = dict(zip(target.rel_paths, target.images))
+        row_of = {name_of[p]: i for i, p in enumerate(frame["path"])}
+        readable = np.array([im in row_of for im in taught.images], bool)
+        rows = np.array([row_of[im] for im in np.asarray(taught.images)[readable]], int)
+        roles = pd.concat([taught.frame.assign(role="taught"), held.frame.assign(role="held_out")])
+        write_csv_atomic(Path(run_dir) / "labels_taught.csv", roles[["Image", "role", "label_id", "p_pick"]])
+        note(f"teaching with {len(rows)} of {lab.describe()}; {len(held)} held out to check the model")
+        part = cells(IndexedImages(images, rows), taught.ids[readable], True, norm)
+        sources = self.source_train.labels
+        self.source_train = CellConcat([*self.source_train.parts, part])
+        self.run_info["taught"] = {"labels": str(cfg.labels), "taught": int(len(rows)), "held_out": int(len(held))}
+        return teach_weights(sources, part.labels, len(SOURCES), balanced=cfg.balanced,
+                             sources_with=[np.unique(self.split_labels[d]) for d in SOURCES])
 
     def _watch_split(self, cfg, data_root, splits_dir, crops: dict, cells, norm: dict, progress):
         """A split whose every-epoch outputs a study keeps (never used for the choice), or None."""

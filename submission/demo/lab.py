@@ -63,8 +63,8 @@ def demo_counts(scale: float, min_count: int = 4) -> dict[str, list[int]]:
 
 
 def _target_labels(n: int, rng, prior=TARGET_PRIOR) -> list[int]:
-    # every class at least twice, the rest drawn from the target prior
-    base = [c for c in range(len(CLASSES)) for _ in range(2)]
+    # every class the prior has at least twice (an absent class, prior 0, never), the rest drawn from the prior
+    base = [c for c in range(len(CLASSES)) if prior[c] > 0 for _ in range(2)]
     rest = rng.choice(len(CLASSES), size=n - len(base), p=prior).tolist()
     labels = base + rest
     rng.shuffle(labels)

@@ -1,6 +1,6 @@
 """The demo's run record: what `demo.sh` measured, in one JSON file (runs/demo_record.json).
 
-    python -m submission.demo.record --runs runs --labels demo/labels --timings runs/demo_timings.txt
+    python -m submission.demo.record --runs runs --truth demo/labels --timings runs/demo_timings.txt
 
 Per seed and for the ensemble: WBC2 macro and micro F1 and per-class F1 (the demo's labels, read only to score
 here, after every run has finished), and the label-free estimate a lab without labels would have seen; the
@@ -116,12 +116,12 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @user_errors
 def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = Path("runs"),
-         labels: Annotated[Path, typer.Option(help="The demo's labels folder (read only to score).")] = Path("demo/labels"),
+         truth: Annotated[Path, typer.Option(help="The demo's labels folder (read only to score).")] = Path("demo/labels"),
          submission: Annotated[Path, typer.Option(help="The ensemble's submission CSV.")] = Path("submission.csv"),
          timings: Annotated[Path | None, typer.Option(help="`step seconds` lines written by demo.sh.")] = None,
          dest: Annotated[Path, typer.Option(help="The record to write.")] = Path("runs/demo_record.json")):
     """Write the demo's run record: scores per seed and for the ensemble, the estimates, timings, machine."""
-    record = make_record(runs, labels, submission, read_timings(timings))
+    record = make_record(runs, truth, submission, read_timings(timings))
     write_json(dest, record)
     f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in record["seeds"].items())
     print(f"{dest}: WBC2 macro F1 {f1}, ensemble {record['ensemble']['macro_f1']:.3f}")

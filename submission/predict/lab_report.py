@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from submission.data.files import atomic_path
+from submission.predict import label_page
 
 GALLERY = 6  # most confident and most uncertain cells shown per class
 UNCERTAIN_LIST = 48  # uncertain cells listed, least confident first
@@ -124,8 +125,9 @@ def _slug(text: str) -> str:
 
 
 def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict, title: str,
-           source_mix: dict | None = None, min_confidence: float = 0.5) -> str:
-    """The page: `cells` from cell_table, `paths[i]` the image file of cells row i."""
+           source_mix: dict | None = None, min_confidence: float = 0.5, asked=None, checked=None, split="") -> str:
+    """The page: `cells` from cell_table, `paths[i]` the image file of cells row i; `asked` (rows with the cell
+    index, stratum, half, p_pick) adds the labelling section, `checked` the check by a lab's labels."""
     thumbs: dict[int, str] = {}
 
     def thumb(i: int) -> str:
@@ -149,12 +151,27 @@ def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict
         f'<tr><td>{html.escape(str(r.image))}</td><td>{html.escape(r.label)}</td><td data-v="{r.confidence:.6f}">'
         f'{r.confidence:.1%}</td><td>{html.escape(r.second)}</td><td data-v="{r.second_p:.6f}">{r.second_p:.1%}</td>'
         f'<td data-v="{r.entropy:.6f}">{r.entropy:.2f}</td></tr>' for r in cells.itertuples())
+    labelling = "" if asked is None or not len(asked) else label_page.section(
+        asked, [str(cells.iloc[i].image) for i in asked["cell"]], [thumbnail(paths[i], label_page.SIZE) for i in asked["cell"]],
+        classes, split)
     return PAGE.format(
-        title=html.escape(title), made=datetime.now().strftime("%Y-%m-%d %H:%M"), n=len(cells),
-        summary=_summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
+        title=html.escape(title), made=datetime.now().strftime("%Y-%m-%d %H:%M"), n=len(cells), labelling=labelling,
+        summary=_checked(checked) + _summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
         galleries="".join(galleries), n_unsure=len(unsure), min_conf=f"{min_confidence:.0%}",
         uncertain=(f'<div class="cells">{listed}</div>{more}' if len(unsure) else "<p>None.</p>"),
-        rows=body_rows, css=CSS, js=JS)
+        rows=body_rows, css=CSS + label_page.CSS, js=JS + label_page.JS)
+
+
+def _checked(rec: dict | None) -> str:
+    """The check by the lab's labels, first in the summary: it is measured, not estimated."""
+    if not rec:
+        return ""
+    iv = lambda r: f"{r['macro_f1']:.2f} [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]"  # noqa: E731
+    ppi = rec.get("prediction_powered")
+    return (f'<p class="big">Checked with <b>{rec["labels"]} labelled cells</b>: macro F1 <b>{iv(rec["labelled"])}</b>'
+            + (f", over all cells {iv(ppi)} (prediction-powered)" if ppi else "") + "</p>"
+            f'<p class="note">{rec["level"]:.0%} intervals; the labelled cells are weighted by their chance of being '
+            "asked for. Per-class recall is in the JSON beside the predictions.</p>")
 
 
 def source_mix_of(run_dirs: list[Path], classes: list[str]) -> dict | None:
@@ -167,14 +184,15 @@ def source_mix_of(run_dirs: list[Path], classes: list[str]) -> dict | None:
     return None
 
 
-def write_lab_report(dest: Path, mean: pd.DataFrame, target, rec: dict, files: list[Path], min_confidence: float) -> int:
+def write_lab_report(dest: Path, mean: pd.DataFrame, target, rec: dict, files: list[Path], min_confidence: float,
+                     asked=None, checked=None) -> int:
     """Write the page for the ensemble's mean logits on `target`; returns the number of thumbnails embedded."""
     cells = cell_table(mean)
     by_name = dict(zip(target.images, target.rel_paths))
     paths = [Path(target.data_root) / by_name[name] for name in cells["image"]]
     classes = list(mean.columns[1:])
     page = render(cells, classes, paths, rec, f"{target.name}: {len(cells)} cells, {len(files)} runs",
-                  source_mix_of([f.parent for f in files], classes), min_confidence)
+                  source_mix_of([f.parent for f in files], classes), min_confidence, asked, checked, target.name)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
@@ -231,8 +249,10 @@ PAGE = """<!doctype html>
 <title>Lab report: {title}</title><style>{css}</style></head>
 <body>
 <header><h1>Lab report: {title}</h1><p class="note">Made {made} by the white-blood-cell adaptation kit. No labels
-were used: every number here is the model's own, or estimated without labels.</p></header>
+were used unless the summary says it was checked with a lab's labels: every other number here is the model's
+own, or estimated without labels.</p></header>
 <section id="summary"><h2>Summary</h2>{summary}</section>
+{labelling}
 <section id="uncertainty"><h2>How sure the model is</h2><p>Entropy of each cell's predicted probabilities
 ({n} cells): the further right, the less sure.</p>{histogram}</section>
 <section id="galleries"><h2>Cells by predicted class</h2>{galleries}</section>

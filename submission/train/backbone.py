@@ -36,15 +36,34 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> tuple[MDDNet, TrainCo
     """(model, settings with AdaBN resolved, the weights file's record or None). On resume the weights come
     from last.pt, not from the file."""
     model = MDDNet(NUM_CLASSES, cfg.bottleneck_dim, cfg.head_width, cfg.dropout,
-                   pretrained=cfg.pretrained and not cfg.weights and not resume, backbone=cfg.backbone,
+                   pretrained=cfg.pretrained and not cfg.weights and not resume and not cfg.init, backbone=cfg.backbone,
                    image_size=cfg.image_size, backbone_args=backbones.parse_args(cfg.timm_args))
     record = None
     if cfg.weights and Path(cfg.weights).is_file():
         kind = "kept from last.pt" if resume else weights.load_backbone_weights(model.backbone, cfg.weights, cfg.backbone)
         record = {"file": Path(cfg.weights).name, "sha256": weights.file_hash(cfg.weights), "format": kind}
+    if cfg.init and not resume:
+        record = {**(record or {}), "init": init_from(model, Path(cfg.init))}
     if cfg.freeze_backbone:
         model.freeze_backbone()
     return model, check_batchnorm(cfg, model), record
+
+
+def init_from(model: MDDNet, run: Path) -> dict:
+    """--init RUN: the weights of RUN's best.pt (the training BatchNorm statistics; AdaBN re-estimates at the end)."""
+    from submission.train.checkpoint import load_checkpoint
+
+    path = run / "best.pt" if run.is_dir() else run
+    if not path.is_file():
+        raise KitError(f"--init {run}: no {path}; give a run folder with a best.pt")
+    ckpt = load_checkpoint(path)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise KitError(f"--init {run}: its weights do not fit this network ({str(e).splitlines()[0]}); keep the "
+                       "run's model settings") from None
+    note(f"starting from {path} (epoch {ckpt['epoch']})")
+    return {"run": str(path), "epoch": int(ckpt["epoch"])}
 
 
 def check_batchnorm(cfg: TrainConfig, model: MDDNet) -> TrainConfig:

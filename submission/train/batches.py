@@ -20,7 +20,8 @@ def epoch_batches(data: RunData, cfg: TrainConfig, epoch: int, iters: int, pin: 
     under torchrun, this rank's slice of each global batch."""
     n = iters * cfg.batch_size
     src = epoch_loader(data.source_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream), cfg.workers,
-                       data.source_train.labels if cfg.balanced else None, pin, ranks.rank, ranks.world)
+                       data.source_train.labels if cfg.balanced else None, pin, ranks.rank, ranks.world,
+                       getattr(data, "draw_weights", None))
     if not cfg.target_in_batch:
         return ((x, y, None) for x, y in src)
     tgt = epoch_loader(data.target_train, cfg.batch_size, n, stream_seed(cfg.seed, epoch, stream + 1), cfg.workers,

@@ -1,0 +1,92 @@
+"""What infer.py and ensemble.py do with a lab's few labels: ask for them, check a model with them, and
+choose among recipes by them. Imports neither torch nor OpenCV."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from submission.data.labels import LabLabels, read_lab_labels
+from submission.errors import KitError, note
+
+TAUGHT = "labels_taught.csv"  # in a run folder taught with --labels: the cells that taught it
+
+
+def asked_frame(mean: pd.DataFrame, members: list[np.ndarray], split: str, n_ask: int, by: str, seed: int = 0) -> pd.DataFrame:
+    """The cells to ask for (Split, Image, stratum, half, p_pick), in asking order."""
+    from submission.predict.ask import ASK_BY, ask
+
+    if by not in ASK_BY:
+        raise KitError(f"--ask-by must be one of {', '.join(ASK_BY)}, not {by!r}")
+    if n_ask < 1:
+        raise KitError(f"--ask takes a number of cells of at least 1, not {n_ask}")
+    classes = list(mean.columns[1:])
+    rows = ask(mean[classes].to_numpy(), members, n_ask, by, seed)
+    return pd.DataFrame({"Split": split, "Image": mean["Image"].to_numpy()[rows["cell"].to_numpy()],
+                         "stratum": [classes[c] for c in rows["stratum"]], "half": rows["half"],
+                         "p_pick": rows["p_pick"].round(6), "cell": rows["cell"]})
+
+
+def taught_record(run_dirs) -> pd.DataFrame:
+    """Per labelled cell of runs taught with --labels: its role (taught or held_out) and, held out, its chance
+    of being held out and asked (p_pick)."""
+    frames = [pd.read_csv(Path(d) / TAUGHT, dtype={"Image": str}) for d in run_dirs if (Path(d) / TAUGHT).is_file()]
+    return pd.concat(frames).drop_duplicates("Image") if frames else pd.DataFrame(columns=["Image", "role", "p_pick"])
+
+
+def usable_labels(path: Path, split: str, images: list[str], run_dirs) -> LabLabels:
+    """The labels that may score these runs: all of them, less the cells that taught a run (said so)."""
+    lab = read_lab_labels(path, split, images)
+    note(lab.describe())
+    rec = taught_record(run_dirs).set_index("Image")
+    taught = lab.frame["Image"].isin(rec.index[rec["role"] == "taught"])
+    if taught.any():
+        frame = lab.frame[~taught]
+        held = frame["Image"].map(rec["p_pick"])
+        frame = frame.assign(p_pick=np.where(held.notna(), held, frame["p_pick"]))
+        lab = LabLabels(frame, lab.split, lab.unsure, lab.path)
+        note(f"{int(taught.sum())} of these cells taught the model and never score it: checked on the {len(lab)} "
+             "held out")
+        if not len(lab):
+            raise KitError(f"every labelled cell in {path} taught the model: label other cells to check it")
+    return lab
+
+
+def check_labels(mean: pd.DataFrame, lab: LabLabels, temperature: float = 1.0) -> dict:
+    """The check of predictions (mean logits over all cells) against the labelled cells."""
+    from submission.scoring.check import check, design
+    from submission.scoring.validators import softmax
+
+    classes = list(mean.columns[1:])
+    logits = mean[classes].to_numpy(float)
+    pos = {im: i for i, im in enumerate(mean["Image"])}
+    idx = np.array([pos[im] for im in lab.images])
+    w, groups, random_group = design(lab.frame["p_pick"], lab.frame["stratum"], lab.frame["half"], len(mean))
+    rec = check(logits.argmax(1), lab.ids, idx, w, groups, random_group, classes, softmax(logits, temperature))
+    rec["unsure"] = lab.unsure
+    rec["file"] = str(lab.path)
+    return rec
+
+
+def print_check(console, who: str, rec: dict) -> None:
+    lab, ppi = rec["labelled"], rec.get("prediction_powered")
+    iv = lambda r: f"{r['macro_f1']:.3f} [{r['interval'][0]:.3f}, {r['interval'][1]:.3f}]"  # noqa: E731
+    console.print(f"[bold]{who}, checked with {rec['labels']} labels[/]: macro F1 {iv(lab)} from the labelled cells"
+                  + (f"; {iv(ppi)} over all cells (prediction-powered)" if ppi else "")
+                  + f" ({rec['level']:.0%} intervals)")
+    weak = [f"{c} {v[0]:.2f}" for c, v in rec["per_class_recall"].items() if v[0] is not None and v[0] < 0.5]
+    if weak:
+        console.print(f"  recall below 0.5 for {', '.join(weak)} (per-class recall and intervals in the JSON)")
+
+
+def choose_by_labels(groups: dict[str, pd.DataFrame], default: str, lab: LabLabels) -> dict:
+    """The recipe to keep, by the labelled cells (submission/scoring/check.choose's rule)."""
+    from submission.scoring.check import choose, design
+
+    first = next(iter(groups.values()))
+    pos = {im: i for i, im in enumerate(first["Image"])}
+    idx = np.array([pos[im] for im in lab.images])
+    w, g, random_group = design(lab.frame["p_pick"], lab.frame["stratum"], lab.frame["half"], len(first))
+    classes = list(first.columns[1:])
+    preds = {n: f.set_index("Image").loc[first["Image"], classes].to_numpy().argmax(1) for n, f in groups.items()}
+    return choose(preds, default, lab.ids, idx, w, g, random_group, len(classes))
