@@ -47,6 +47,18 @@ def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str
     return files
 
 
+Choose = Annotated[bool, typer.Option("--choose", metavar="", help=(
+        "With --labels and runs of several recipes (kit, source-only, mcc, ...): keep the kit's runs unless another "
+        "recipe's ensemble beats them on the labelled cells by more than the 90% interval of the difference; "
+        "ensemble the chosen recipe's runs and say why."))]
+Ask = Annotated[int, typer.Option(help=(
+        "With --report: the report asks for this many cells to label in the browser (stratified over the predicted "
+        "classes, 5 per class by default; 0: none), listed in ASKED_SPLIT.csv beside the report."))]
+AskBy = Annotated[str, typer.Option(help=(
+        "How the cells are asked for: uncertain (in each predicted class, half uncertain cells that differ from "
+        "each other, half at random) or random (all at random)."))]
+
+
 @app.command()
 @user_errors
 def main(
@@ -67,22 +79,15 @@ def main(
     min_confidence: cli.MinConfidence = 0.5,
     truth: cli.Truth = None,
     labels: cli.Labels = None,
-    choose: Annotated[bool, typer.Option("--choose", metavar="", help=(
-        "With --labels and runs of several recipes (kit, source-only, mcc, ...): keep the kit's runs unless another "
-        "recipe's ensemble beats them on the labelled cells by more than the 90% interval of the difference; "
-        "ensemble the chosen recipe's runs and say why."))] = False,
+    choose: Choose = False,
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
     do_no_harm: cli.DoNoHarm = False,
     report: Annotated[Optional[Path], typer.Option(help=(
         "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
         "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
-    ask: Annotated[int, typer.Option(help=(
-        "With --report: the report asks for this many cells to label in the browser (stratified over the predicted "
-        "classes, 5 per class by default; 0: none), listed in ASKED_SPLIT.csv beside the report."))] = 55,
-    ask_by: Annotated[str, typer.Option(help=(
-        "How the cells are asked for: uncertain (in each predicted class, half uncertain cells that differ from "
-        "each other, half at random) or random (all at random)."))] = "uncertain",
+    ask: Ask = 55,
+    ask_by: AskBy = "uncertain",
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 
@@ -92,17 +97,14 @@ def main(
     from submission.predict.submit import ensemble_logits, read_logits
 
     console = Console()
-    if ask_by not in ("uncertain", "random") or ask < 0:
-        raise KitError(f"--ask-by is uncertain or random (not {ask_by!r}) and --ask a number of cells (not {ask})")
     name = images.name if images else split
     target_of = partial(_target_of, images, data_root, split, runs)
     if check is not None:
         return _check(check, run, runs, name, target_of, console)
     files = _logits_files(run, runs, name, checkpoint, tta, mix)
     target = target_of(files[0].parent)
-    lab = _labels(labels, choose, target, files)
-    if choose:
-        files = _choose(files, lab, console)
+    lab = _labels(labels, choose, target, files, ask, ask_by)
+    files = _choose(files, lab, console) if choose else files
     if do_no_harm:
         from submission.predict.harm import apply_checks
 
@@ -162,8 +164,10 @@ def _write(mean: pd.DataFrame, target, name: str, files: list[Path], submission:
     return sub, written
 
 
-def _labels(labels, choose: bool, target, files):
+def _labels(labels, choose: bool, target, files, ask: int, ask_by: str):
     """The lab's labels, read and checked before anything is written (None without --labels)."""
+    if ask_by not in ("uncertain", "random") or ask < 0:
+        raise KitError(f"--ask-by is uncertain or random (not {ask_by!r}) and --ask a number of cells (not {ask})")
     if labels is None:
         if choose:
             raise KitError("--choose chooses by the lab's labels: give --labels labels.csv")

@@ -74,11 +74,9 @@ def read_timings(path: Path | None) -> dict:
     return {name: int(seconds) for name, seconds in pairs}
 
 
-def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split: str = "WBC2") -> dict:
+def _seed_scores(truth: pd.Series, runs: Path, split: str) -> dict:
     from submission.data.targets import logits_name, run_folders
-    from submission.predict.submit import read_labels
 
-    truth = read_labels(labels, split)
     seeds = {}
     for run in run_folders(runs):
         csv = run / logits_name(split, "best", True)
@@ -87,6 +85,31 @@ def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split
         frame = pd.read_csv(csv, dtype={"Image": str}).set_index("Image")
         pred = pd.Series(frame[list(CLASSES)].to_numpy().argmax(1), index=frame.index)
         seeds[run.name] = {**scores(truth, pred), "estimate": _estimate(csv.with_suffix(".json"))}
+    return seeds
+
+
+def _taught(taught: Path | None, truth: pd.Series, split: str) -> dict | None:
+    """The runs taught with the lab's few labels: their scores, and the check on the labels they held out."""
+    if taught is None or not Path(taught).is_dir():
+        return None
+    from submission.data.targets import run_folders
+
+    out = _seed_scores(truth, taught, split)
+    for run in run_folders(taught):
+        roles = pd.read_csv(run / "labels_taught.csv")
+        checked = [json.loads(f.read_text()).get("check") for f in sorted(run.glob("logits_*_best_tta.json"))]
+        out[run.name] |= {"taught_on": int((roles["role"] == "taught").sum()),
+                          "held_out": int((roles["role"] == "held_out").sum()),
+                          "check": next((c for c in checked if c), None)}
+    return out
+
+
+def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split: str = "WBC2",
+                taught: Path | None = None) -> dict:
+    from submission.predict.submit import read_labels
+
+    truth = read_labels(labels, split)
+    seeds = _seed_scores(truth, runs, split)
     if not seeds or not submission.is_file():
         raise KitError(f"no runs under {runs} or no {submission}: run demo.sh")
     sub = pd.read_csv(submission, dtype={"Image": str}).set_index("Image")["LabelID"]
@@ -94,6 +117,7 @@ def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split
 
     return {"split": split, "seeds": seeds,
             "ensemble": {**scores(truth, sub), "estimate": _estimate(submission.with_suffix(".json"))},
+            "taught": _taught(taught, truth, split),
             "seconds": timings, "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                             "torch_threads": torch.get_num_threads()},
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
@@ -119,12 +143,16 @@ def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = P
          truth: Annotated[Path, typer.Option(help="The demo's labels folder (read only to score).")] = Path("demo/labels"),
          submission: Annotated[Path, typer.Option(help="The ensemble's submission CSV.")] = Path("submission.csv"),
          timings: Annotated[Path | None, typer.Option(help="`step seconds` lines written by demo.sh.")] = None,
+         taught: Annotated[Path | None, typer.Option(help="The runs taught with the lab's labels (train.py --labels --init).")] = None,
          dest: Annotated[Path, typer.Option(help="The record to write.")] = Path("runs/demo_record.json")):
     """Write the demo's run record: scores per seed and for the ensemble, the estimates, timings, machine."""
-    record = make_record(runs, truth, submission, read_timings(timings))
+    record = make_record(runs, truth, submission, read_timings(timings), taught=taught)
     write_json(dest, record)
     f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in record["seeds"].items())
     print(f"{dest}: WBC2 macro F1 {f1}, ensemble {record['ensemble']['macro_f1']:.3f}")
+    for name, t in (record["taught"] or {}).items():
+        print(f"  {name} taught with {t['taught_on']} of the lab's labels: WBC2 macro F1 "
+              f"{record['seeds'][name]['macro_f1']:.3f} -> {t['macro_f1']:.3f} (the demo's labels, read only to score)")
 
 
 if __name__ == "__main__":
