@@ -189,3 +189,26 @@ def test_the_measured_records_say_where_they_came_from_and_the_kit_follows_the_f
     assert (kit.target_in_batch, kit.colour_aug, kit.target_norm) == (chosen.target_in_batch, chosen.colour_aug,
                                                                       chosen.target_norm)
     assert kit.adabn == chosen.adabn is True
+
+
+def test_skewed_labs_have_a_dominant_class_or_absent_ones_and_plain_labs_are_unchanged():
+    import numpy as np
+
+    from studies.lab_bank import draw_lab, draw_skewed, lab_spec
+    from submission.demo.lab import _target_labels
+
+    for seed in (2, 4, 6):  # even: one class holds 60-95%
+        assert 0.6 <= max(draw_skewed(seed)[1]) <= 0.95
+    for seed in (1, 3, 5):  # odd: 1 to 4 classes absent, never drawn
+        prior = draw_skewed(seed)[1]
+        assert 1 <= prior.count(0.0) <= 4
+        drawn = _target_labels(240, np.random.default_rng(0), prior)
+        assert not {i for i, p in enumerate(prior) if p == 0} & set(drawn)
+    assert lab_spec("lab7")[:2] == draw_lab(7) and lab_spec("skew7")[2] != lab_spec("lab7")[2]
+    # a plain lab's prior has every class: its labels are the same draw as before skewed labs existed
+    prior = draw_lab(7)[1]
+    rng = np.random.default_rng(1)
+    base = [c for c in range(11) for _ in range(2)]
+    labels = base + rng.choice(11, size=240 - 22, p=prior).tolist()
+    rng.shuffle(labels)
+    assert _target_labels(240, np.random.default_rng(1), prior) == labels

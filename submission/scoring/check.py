@@ -15,7 +15,8 @@ cell's expected counts, and the labelled cells correct their bias (the rectifier
     N_k  = sum_all p_i(k)             + sum_labelled w (1[y = k] - p_i(k))
 
 Macro F1 is over the classes predicted or (estimated) present, as the challenge scores it. Intervals:
-90% percentile bootstrap, resampling the random cells within their group (the chosen ones are fixed).
+90% percentile bootstrap, resampling the random cells within their group (Rao-Wu rescaled; the chosen
+ones are fixed).
 NumPy only.
 """
 
@@ -58,12 +59,16 @@ def _terms(pred_all, y, idx, w, probs, k: int):
 
 
 def resample_counts(groups, random_group, boot: int = BOOT, seed: int = 0) -> np.ndarray:
-    """(boot, n) multiplicities: each random group's cells drawn with replacement, fixed groups once."""
+    """(boot, n) multiplicities, the rescaled bootstrap of Rao and Wu (1988) for small strata: each random group
+    of m >= 2 cells draws m - 1 with replacement, each draw counting m / (m - 1) (a plain bootstrap of 3 cells
+    would understate their variance by a third); fixed groups, and groups of one cell, count once."""
     rng = np.random.default_rng(seed)
     out = np.ones((boot, len(groups)))
     for g in np.flatnonzero(random_group):
         members = np.flatnonzero(groups == g)
-        out[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=boot)
+        m = len(members)
+        if m >= 2:
+            out[:, members] = rng.multinomial(m - 1, np.full(m, 1 / m), size=boot) * m / (m - 1)
     return out
 
 
