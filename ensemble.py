@@ -55,8 +55,9 @@ Ask = Annotated[int, typer.Option(help=(
         "With --report: the report asks for this many cells to label in the browser (stratified over the predicted "
         "classes, 5 per class by default; 0: none), listed in ASKED_SPLIT.csv beside the report."))]
 AskBy = Annotated[str, typer.Option(help=(
-        "How the cells are asked for: uncertain (in each predicted class, half uncertain cells that differ from "
-        "each other, half at random) or random (all at random)."))]
+        "How the cells are asked for, in each predicted class: random (at random; the default, chosen by the labels "
+        "study: narrower check intervals) or uncertain (half uncertain cells that differ from each other, half at "
+        "random)."))]
 
 
 @app.command()
@@ -87,7 +88,7 @@ def main(
         "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
         "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
     ask: Ask = 55,
-    ask_by: AskBy = "uncertain",
+    ask_by: AskBy = "random",
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from studies import labels_protocol as P
+from studies.bank_report import _md
 from studies.labels_study import _slug, asked_labels, macro_f1, truth
 
 
@@ -73,7 +74,22 @@ def teach_points(bank: Path, out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_report(bank: Path, out: Path, docs: Path) -> None:
+def measured_record(test: pd.DataFrame) -> dict:
+    """What the kit prints beside a check: per budget, how often the 90% intervals of the default asking held the
+    truth on the test labs, and their median width."""
+    from studies.protocol import provenance
+
+    rows = test[test["ask_by"] == "random"]
+    per = {}
+    for n, g in rows.groupby("per_class"):
+        per[str(int(n))] = {k: {"coverage": round(float(g[f"{k}_covers"].mean()), 3),
+                                "median_width": round(float(g[f"{k}_width"].median()), 3), "points": int(len(g))}
+                            for k in ("labelled", "ppi")}
+    return {"provenance": provenance("python -m studies.labels_study report", "labels study"),
+            "ask_by": "random", "test_labs": list(P.TEST_LABS), "per_class": per}
+
+
+def write_report(bank: Path, out: Path, docs: Path, measured: Path | None = None) -> None:
     docs = Path(docs)
     docs.mkdir(parents=True, exist_ok=True)
     checks, taught = check_points(bank, out), teach_points(bank, out)
@@ -95,13 +111,15 @@ def write_report(bank: Path, out: Path, docs: Path) -> None:
     widths = sel.groupby("ask_by")["labelled_width"].median().to_dict()
     lines = ["# The labels study (studies/labels_protocol.py; `python -m studies.labels_study report`)", "",
              "Test labs: " + ", ".join(P.TEST_LABS) + ". Check and choose: every (lab, seed, asking seed) point.", "",
-             "## Check and choose, test labs", "", summary.to_markdown(index=False, floatfmt=".3f"), "",
+             "## Check and choose, test labs", "", _md(summary), "",
              "## Teach (WBC2 macro F1, taught run minus the kit's run without labels)", "",
-             teach_summary.to_markdown(index=False, floatfmt=".3f") if len(teach_summary) else "no taught run yet", "",
+             _md(teach_summary) if len(teach_summary) else "no taught run yet", "",
              "Per lab and seed: teach_points.csv; every check point: check_points.csv.", "",
              f"Selection labs, median labelled-interval width at 5 per class by strategy: {json.dumps(widths)}"]
     (docs / "README.md").write_text("\n".join(lines) + "\n")
     (docs / "summary.json").write_text(json.dumps({"check": summary.to_dict("records"),
                                                    "teach": teach_summary.to_dict("records") if len(teach_summary) else [],
                                                    "selection_widths_5": widths}, indent=2, default=float) + "\n")
+    if measured is not None:
+        Path(measured).write_text(json.dumps(measured_record(test), indent=2) + "\n")
     print((docs / "README.md").read_text())

@@ -200,11 +200,13 @@ def choose_teaching(out: Path, bank: Path) -> str:
 @app.command()
 @user_errors
 def report(bank: Bank = Path("bank"), out: Out = Path("labels-study"),
-           docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/labels")):
-    """Score check, choose and teach against the labs' labels; write the tables."""
+           docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/labels"),
+           measured: Annotated[Path, typer.Option(help="The record the kit prints beside a check.")] =
+           Path("submission/measured/labels.json")):
+    """Score check, choose and teach against the labs' labels; write the tables and the measured record."""
     from studies.labels_report import write_report
 
-    write_report(bank, out, docs)
+    write_report(bank, out, docs, measured)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Which cells to ask a hematologist to label: stratified over the predicted classes, each cell's chance
 of being asked recorded so that the check can weight it (submission/scoring/check.py).
 
---ask-by random: in each predicted class, cells drawn uniformly at random.
+--ask-by random (the default, chosen by the labels study's rule: narrower check intervals): in each predicted
+class, cells drawn uniformly at random.
 --ask-by uncertain: in each predicted class, half the cells are chosen (certain to be asked): uncertain
 ones (small margin between the top two classes, members that disagree) that differ from each other
 (greedy farthest-point on the members' probabilities, the score weighted by uncertainty); the other
@@ -14,7 +15,7 @@ import pandas as pd
 
 from submission.scoring.validators import softmax
 
-ASK_BY = ("uncertain", "random")
+ASK_BY = ("random", "uncertain")
 DUPLICATE = 1e-4
 
 
@@ -56,7 +57,7 @@ def _diverse(cells: np.ndarray, u: np.ndarray, emb: np.ndarray, n: int) -> list[
     return taken
 
 
-def ask(mean_logits: np.ndarray, member_logits: list, n_ask: int, by: str = "uncertain", seed: int = 0) -> pd.DataFrame:
+def ask(mean_logits: np.ndarray, member_logits: list, n_ask: int, by: str = "random", seed: int = 0) -> pd.DataFrame:
     """Rows (cell index, stratum class index, half, p_pick, order) of the cells to ask, in asking order."""
     mean_probs = softmax(np.asarray(mean_logits, float))
     members = np.stack([softmax(np.asarray(m, float)) for m in member_logits]) if member_logits else mean_probs[None]

@@ -167,11 +167,14 @@ def _checked(rec: dict | None) -> str:
     if not rec:
         return ""
     iv = lambda r: f"{r['macro_f1']:.2f} [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]"  # noqa: E731
-    ppi = rec.get("prediction_powered")
-    return (f'<p class="big">Checked with <b>{rec["labels"]} labelled cells</b>: macro F1 <b>{iv(rec["labelled"])}</b>'
-            + (f", over all cells {iv(ppi)} (prediction-powered)" if ppi else "") + "</p>"
-            f'<p class="note">{rec["level"]:.0%} intervals; the labelled cells are weighted by their chance of being '
-            "asked for. Per-class recall is in the JSON beside the predictions.</p>")
+    ppi, m = rec.get("prediction_powered"), rec.get("measured")
+    held = (f" At {m['per_class']} labels per class such intervals held the truth on {m['labelled']['coverage']:.0%} "
+            f"of the labels study's test points; the prediction-powered estimate{f' {iv(ppi)}' if ppi else ''} on "
+            f"{m['ppi']['coverage']:.0%} (not for decisions).") if m else ""
+    return (f'<p class="big">Checked with <b>{rec["labels"]} labelled cells</b>: macro F1 <b>{iv(rec["labelled"])}</b> '
+            "over the whole split</p>"
+            f'<p class="note">{rec["level"]:.0%} interval; the labelled cells are weighted by their chance of being '
+            f"asked for.{held} Per-class recall is in the JSON beside the predictions.</p>")
 
 
 def source_mix_of(run_dirs: list[Path], classes: list[str]) -> dict | None:

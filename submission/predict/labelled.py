@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 
 from submission.data.labels import LabLabels, read_lab_labels
-from submission.errors import KitError, note
+from submission.errors import KitError, note, warn
 
 TAUGHT = "labels_taught.csv"  # in a run folder taught with --labels: the cells that taught it
 
 
-def asked_frame(mean: pd.DataFrame, members: list[np.ndarray], split: str, n_ask: int, by: str, seed: int = 0) -> pd.DataFrame:
+def asked_frame(mean: pd.DataFrame, members: list[np.ndarray], split: str, n_ask: int, by: str = "random",
+                seed: int = 0) -> pd.DataFrame:
     """The cells to ask for (Split, Image, stratum, half, p_pick), in asking order."""
     from submission.predict.ask import ASK_BY, ask
 
@@ -65,15 +66,39 @@ def check_labels(mean: pd.DataFrame, lab: LabLabels, temperature: float = 1.0) -
     rec = check(logits.argmax(1), lab.ids, idx, w, groups, random_group, classes, softmax(logits, temperature))
     rec["unsure"] = lab.unsure
     rec["file"] = str(lab.path)
+    rec["measured"] = measured_coverage(rec)
     return rec
+
+
+MEASURED = Path(__file__).parents[1] / "measured" / "labels.json"  # written by the labels study's report
+
+
+def measured_coverage(rec: dict) -> dict | None:
+    """The labels study's coverage and width of the intervals at the nearest budget at or below this one."""
+    if not MEASURED.is_file():
+        return None
+    import json
+
+    per = json.loads(MEASURED.read_text())["per_class"]
+    n = rec["labels"] / max(sum(1 for v in rec["labelled_per_class"].values() if v), 1)
+    fits = [int(k) for k in per if int(k) <= n + 1e-9]
+    return {"per_class": max(fits), **per[str(max(fits))]} if fits else None
 
 
 def print_check(console, who: str, rec: dict) -> None:
     lab, ppi = rec["labelled"], rec.get("prediction_powered")
     iv = lambda r: f"{r['macro_f1']:.3f} [{r['interval'][0]:.3f}, {r['interval'][1]:.3f}]"  # noqa: E731
-    console.print(f"[bold]{who}, checked with {rec['labels']} labels[/]: macro F1 {iv(lab)} from the labelled cells"
-                  + (f"; {iv(ppi)} over all cells (prediction-powered)" if ppi else "")
-                  + f" ({rec['level']:.0%} intervals)")
+    console.print(f"[bold]{who}, checked with {rec['labels']} labels[/]: macro F1 {iv(lab)} over the whole split, "
+                  f"from the labelled cells ({rec['level']:.0%} interval)")
+    m = rec.get("measured")
+    if m:
+        console.print(f"  measured: at {m['per_class']} labels per class such intervals held the truth on "
+                      f"{m['labelled']['coverage']:.0%} of the labels study's test points; the prediction-powered "
+                      f"estimate {iv(ppi)} on {m['ppi']['coverage']:.0%} (in the JSON, not for decisions)" if ppi else "")
+    per_class = rec["labels"] / max(sum(1 for v in rec["labelled_per_class"].values() if v), 1)
+    if per_class < 3:
+        warn(f"{who}: {rec['labels']} labels, fewer than 3 per labelled class: the estimate is biased and its interval "
+             "too narrow at this budget (the labels study: 1 per class covered the truth in under 1 of 10 labs)")
     weak = [f"{c} {v[0]:.2f}" for c, v in rec["per_class_recall"].items() if v[0] is not None and v[0] < 0.5]
     if weak:
         console.print(f"  recall below 0.5 for {', '.join(weak)} (per-class recall and intervals in the JSON)")

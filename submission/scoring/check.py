@@ -61,14 +61,15 @@ def _terms(pred_all, y, idx, w, probs, k: int):
 def resample_counts(groups, random_group, boot: int = BOOT, seed: int = 0) -> np.ndarray:
     """(boot, n) multiplicities, the rescaled bootstrap of Rao and Wu (1988) for small strata: each random group
     of m >= 2 cells draws m - 1 with replacement, each draw counting m / (m - 1) (a plain bootstrap of 3 cells
-    would understate their variance by a third); fixed groups, and groups of one cell, count once."""
+    would understate their variance by a third); fixed groups count once; random groups of one cell are
+    resampled together, as one group (collapsed strata), else they would look certain."""
     rng = np.random.default_rng(seed)
     out = np.ones((boot, len(groups)))
-    for g in np.flatnonzero(random_group):
-        members = np.flatnonzero(groups == g)
-        m = len(members)
-        if m >= 2:
-            out[:, members] = rng.multinomial(m - 1, np.full(m, 1 / m), size=boot) * m / (m - 1)
+    sets = [np.flatnonzero(groups == g) for g in np.flatnonzero(random_group)]
+    singles = np.concatenate([m for m in sets if len(m) == 1] or [np.zeros(0, int)])
+    for members in [m for m in sets if len(m) >= 2] + ([singles] if len(singles) >= 2 else []):
+        m = len(members)  # random groups of one cell are pooled into one (collapsed strata)
+        out[:, members] = rng.multinomial(m - 1, np.full(m, 1 / m), size=boot) * m / (m - 1)
     return out
 
 
