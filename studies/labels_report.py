@@ -9,7 +9,7 @@ import pandas as pd
 
 from studies import labels_protocol as P
 from studies.bank_report import _md
-from studies.labels_study import _slug, asked_labels, macro_f1, truth
+from studies.labels_study import asked_labels, macro_f1, truth
 
 
 def _design(labels: pd.DataFrame, n: int):
