@@ -171,6 +171,8 @@ def _checked(rec: dict | None) -> str:
     held = (f" At {m['per_class']} labels per class such intervals held the truth on {m['labelled']['coverage']:.0%} "
             f"of the labels study's test points; the prediction-powered estimate{f' {iv(ppi)}' if ppi else ''} on "
             f"{m['ppi']['coverage']:.0%} (not for decisions).") if m else ""
+    if not rec.get("interval_trusted", True):
+        iv, held = (lambda r: f"{r['macro_f1']:.2f}"), " Too few labels for an interval (fewer than 3 per class)."  # noqa: E731
     return (f'<p class="big">Checked with <b>{rec["labels"]} labelled cells</b>: macro F1 <b>{iv(rec["labelled"])}</b> '
             "over the whole split</p>"
             f'<p class="note">{rec["level"]:.0%} interval; the labelled cells are weighted by their chance of being '
