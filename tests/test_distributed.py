@@ -34,7 +34,7 @@ def torchrun(demo: Path, runs: Path, epochs: int, *extra, nproc: int = 2, recipe
     return done
 
 
-RECIPES = ("kit", "seed", "source-only")
+RECIPES = ("kit", "seed")  # source-only trains as the kit does under torchrun (no target in the batch, no term)
 
 
 @pytest.fixture(scope="module", params=RECIPES)
