@@ -10,6 +10,10 @@ illumination, background and red-cell density, and a class prior from a Dirichle
 (segmented neutrophils and lymphocytes) and a leukaemia clinic (blasts), rare classes at 1% or more.
 Skewed labs (`skew3`, opt-in by name; `lab<seed>` labs are unchanged): one class at 60-95% of the cells
 (even seeds) or 1-4 absent classes (odd seeds).
+Stress labs (`stress7`, opt-in by name), where AdaBN is known to fail, one kind per seed % 5 (STRESS holds the
+ranges): label shift (one class at 60-95% and 1-3 classes absent), a small WBC1 (16, 32 or 64 cells; WBC2 keeps its
+size), a WBC1 prior unlike WBC2's (the statistics stored from WBC1 meet another prior), a single patient (2-4
+classes present), and shifts beyond colour (cell and nucleus size, granule density, overlapping and smudged cells).
 The demo lab (`demo`) and lab B (`lab_b`) are in the bank too, as the demo draws them; RANGES contain
 their values with room beyond (a test checks it).
 
@@ -22,6 +26,7 @@ parameters). A lab already written with the same settings is kept.
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -121,6 +126,62 @@ def draw_skewed(seed: int) -> tuple[Domain, list[float]]:
     return domain, [float(p) for p in prior / prior.sum()]
 
 
+# Stress labs (stress<seed>, opt-in by name; every other lab is unchanged): the kinds of target where AdaBN is known
+# to fail, one kind per seed (seed % 5), each drawn on a lab drawn like lab<seed + 9000>. Ranges fixed before any
+# method ran on them.
+STRESS_KINDS = ("label", "small", "prior", "patient", "morphology")
+STRESS = {
+    "dominant": (0.6, 0.95),  # label: one class's share of the cells ...
+    "absent": (1, 3),  # ... and 1 to 3 other classes absent
+    "wbc1_sizes": (16, 32, 64),  # small: WBC1's cells (WBC2 keeps the bank's size)
+    "prior_mix": (0.7, 1.0),  # prior: WBC1's prior is the other end of routine <-> leukaemia, this far
+    "present": (2, 4),  # patient: classes present, drawn by the lab's prior
+    "cell_scale": (0.8, 1.25),  # morphology: the renderer's shifts beyond colour
+    "nucleus_scale": (0.85, 1.15),
+    "granule_density": (0.4, 1.6),
+    "overlap": (0.15, 0.45),
+    "smudge": (0.1, 0.3),
+}
+
+
+def stress_kind(seed: int) -> str:
+    return STRESS_KINDS[seed % len(STRESS_KINDS)]
+
+
+def draw_stress(seed: int) -> tuple[Domain, list[float], dict]:
+    """stress<seed>: (domain, WBC2's prior, WBC1's overrides {"n", "prior"}) of a lab of the kind `stress_kind(seed)`."""
+    base = 9000 + seed
+    domain, prior = draw_lab(base)
+    rng = np.random.default_rng([7919, seed, 2])
+    kind, prior, wbc1 = stress_kind(seed), np.array(prior), {}
+    if kind == "label":
+        dom = int(rng.integers(len(prior)))
+        others = np.delete(np.arange(len(prior)), dom)
+        gone = rng.choice(others, int(rng.integers(STRESS["absent"][0], STRESS["absent"][1] + 1)), replace=False)
+        prior[gone] = 0.0
+        share = rng.uniform(*STRESS["dominant"])
+        rest = np.delete(prior, dom)
+        prior = np.insert(rest / rest.sum() * (1 - share), dom, share)
+    elif kind == "small":
+        wbc1["n"] = int(rng.choice(STRESS["wbc1_sizes"]))
+    elif kind == "prior":  # WBC1 drawn with the prior shape at the other end from WBC2's
+        leuk = float(np.dot(prior, LEUKAEMIA) > np.dot(prior, ROUTINE))
+        mix = rng.uniform(*STRESS["prior_mix"])
+        shape = (1 - leuk) * (mix * np.array(LEUKAEMIA) + (1 - mix) * np.array(ROUTINE)) \
+            + leuk * (mix * np.array(ROUTINE) + (1 - mix) * np.array(LEUKAEMIA))
+        p1 = np.maximum(rng.dirichlet(PRIOR_CONCENTRATION * shape / shape.sum()), RARE_MIN)
+        wbc1["prior"] = [float(v) for v in p1 / p1.sum()]
+    elif kind == "patient":
+        k = int(rng.integers(STRESS["present"][0], STRESS["present"][1] + 1))
+        keep = rng.choice(len(prior), k, replace=False, p=prior)
+        prior = np.where(np.isin(np.arange(len(prior)), keep), prior, 0.0)
+    else:  # morphology
+        u = lambda name: round(float(rng.uniform(*STRESS[name])), 6)  # noqa: E731
+        domain = dataclasses.replace(domain, **{f: u(f) for f in ("cell_scale", "nucleus_scale", "granule_density",
+                                                                  "overlap", "smudge")})
+    return domain, [float(p) for p in prior / prior.sum()], wbc1
+
+
 def _tuple(a) -> tuple:
     a = np.asarray(a)
     return tuple(_tuple(r) for r in a) if a.ndim > 1 else tuple(round(float(v), 6) for v in a)
@@ -160,16 +221,25 @@ def lab_spec(name: str) -> tuple[Domain, list[float], int]:
         return (*draw_lab(int(name[3:])), 1000 + 2 * int(name[3:]))  # own cells: streams apart from the demo's
     if name.startswith("skew") and name[4:].isdigit():
         return (*draw_skewed(int(name[4:])), 30000 + 2 * int(name[4:]))
-    raise KitError(f"unknown lab {name!r}: demo, lab_b, lab<seed> (e.g. lab7) or skew<seed> (a skewed prior)")
+    if name.startswith("stress") and name[6:].isdigit():
+        return (*draw_stress(int(name[6:]))[:2], 40000 + 2 * int(name[6:]))
+    raise KitError(f"unknown lab {name!r}: demo, lab_b, lab<seed> (e.g. lab7), skew<seed> (a skewed prior) or "
+                   f"stress<seed> (a stress lab: {', '.join(STRESS_KINDS)}, by seed % {len(STRESS_KINDS)})")
+
+
+def wbc1_spec(name: str) -> dict:
+    """WBC1's own size or prior ({"n", "prior"}) where a stress lab gives it one; {} for every other lab."""
+    return draw_stress(int(name[6:]))[2] if name.startswith("stress") and name[6:].isdigit() else {}
 
 
 def parse_labs(text: str) -> list[str]:
-    """'1-3,101,demo' -> ['lab1', 'lab2', 'lab3', 'lab101', 'demo']."""
+    """'1-3,101,demo,stress1-2' -> ['lab1', 'lab2', 'lab3', 'lab101', 'demo', 'stress1', 'stress2']."""
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        if "-" in part and all(s.isdigit() for s in part.split("-", 1)):
-            a, b = (int(s) for s in part.split("-", 1))
-            names += [f"lab{i}" for i in range(a, b + 1)]
+        ranged = re.fullmatch(r"([a-z]*)(\d+)-(\d+)", part)
+        if ranged:
+            kind, a, b = ranged.group(1) or "lab", int(ranged.group(2)), int(ranged.group(3))
+            names += [f"{kind}{i}" for i in range(a, b + 1)]
         else:
             names.append(f"lab{part}" if part.isdigit() else part)
     for n in names:
@@ -179,9 +249,16 @@ def parse_labs(text: str) -> list[str]:
 
 def _stamp(name: str, seed: int, scale: float, n_target: int) -> dict:
     domain, prior, stream = lab_spec(name)
-    return {"lab": name, "bank_version": BANK_VERSION, "demo_version": VERSION, "seed": seed, "scale": scale,
-            "n_target": n_target, "stream": stream, "prior": dict(zip(CLASSES, prior)),
-            "domain": dataclasses.asdict(domain)}
+    stamp = {"lab": name, "bank_version": BANK_VERSION, "demo_version": VERSION, "seed": seed, "scale": scale,
+             "n_target": n_target, "stream": stream, "prior": dict(zip(CLASSES, prior)),
+             "domain": dataclasses.asdict(domain)}
+    wbc1 = wbc1_spec(name)
+    if wbc1:  # stress labs only: every other lab's stamp is as before
+        stamp["kind"] = stress_kind(int(name[6:]))
+        stamp["wbc1"] = {"n": wbc1.get("n", n_target), "prior": dict(zip(CLASSES, wbc1.get("prior", prior)))}
+    elif name.startswith("stress"):
+        stamp["kind"] = stress_kind(int(name[6:]))
+    return stamp
 
 
 def _written(path: Path, want: dict) -> bool:
@@ -215,7 +292,7 @@ def write_lab(bank: Path, name: str, seed: int = 0, scale: float = 0.02, n_targe
             old.unlink()
     for d in ("Acevedo_20", "Matek_19"):
         _link_tree(sources / d, root / d)
-    jobs = _target_jobs(root, lab / "labels", seed, n_target, domain, stream, prior)
+    jobs = _target_jobs(root, lab / "labels", seed, n_target, domain, stream, prior, wbc1_spec(name))
     _run(_write_target_image, jobs, workers)
     build_from_disk(root, root / "splits")
     write_json(lab / "lab.json", want)  # last: a half-written lab is never taken for a finished one
@@ -229,7 +306,8 @@ app = typer.Typer(add_completion=False)
 @user_errors
 def main(
     dest: Path = typer.Option(Path("bank"), help="Bank folder: DEST/sources and one folder per lab."),
-    labs: str = typer.Option("1-6,101-110,demo,lab_b", help="Labs: seeds and ranges (1-6), demo, lab_b."),
+    labs: str = typer.Option("1-6,101-110,demo,lab_b", help="Labs: seeds and ranges (1-6), demo, lab_b, "
+                                                           "skew<seed>, stress<seed>."),
     n_target: int = typer.Option(240, help="Images in each of a lab's WBC1 and WBC2."),
     scale: float = typer.Option(0.02, help="Share of the real source counts (as the demo's --scale)."),
     workers: int = typer.Option(None, help="Processes drawing images (default: the cores, at most 8)."),

@@ -61,6 +61,7 @@ def _crops(text: str) -> dict:
 
 SCHEDULES = ("inv", "step", "cosine")
 TARGET_NORMS = ("own", "source")
+STAIN_NORMS = ("none", "reinhard", "macenko")  # as submission/methods/stain.py (config stays free of its imports)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class _Settings:
     """The settings of the kit itself; the adaptation terms' own settings are added below from
     methods/registry.py (their weights 0 in the kit's recipe)."""
     seed: int = setting(0, "Seed; names the run folder RUNS/seed{N}.")
-    recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, mcc, seed or "
-                                 "source-only.", choices=("kit", "mcc", "seed", "source-only"))
+    recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, mcc, seed, "
+                                 "source-only or own-norm.", choices=("kit", "mcc", "seed", "source-only", "own-norm"))
     data_root: str = setting("data", "Data root in the challenge layout.")
     splits_dir: str | None = setting(None, "Split files (default: DATA_ROOT/splits if present, else the kit's data_splits/).",
                                      flag="splits")
@@ -105,6 +106,10 @@ class _Settings:
                                           "sees both domains (off: the sources alone).")
     target_norm: str = setting("source", "Normalisation of the target images: own (their own mean/std, label-free) or "
                                       "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
+    stain_norm: str = setting("none", "Stain normalisation of every image, source and target, onto one reference "
+                                      "fitted on the sources (stored in the checkpoints, used by inference): "
+                                      "reinhard (L*a*b* mean and std) or macenko (stain vectors), or none.",
+                              choices=STAIN_NORMS)
     colour_aug: float = setting(0.0, "Target-informed colour augmentation: share of source images recoloured towards a "
                                      "random target image (nucleus and the rest separately; target pixels only, no "
                                      "labels) and then normalised as target images (0: off).")

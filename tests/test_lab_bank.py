@@ -212,3 +212,60 @@ def test_skewed_labs_have_a_dominant_class_or_absent_ones_and_plain_labs_are_unc
     labels = base + rng.choice(11, size=240 - 22, p=prior).tolist()
     rng.shuffle(labels)
     assert _target_labels(240, np.random.default_rng(1), prior) == labels
+
+
+def test_stress_labs_draw_each_kind_and_write_wbc1_as_drawn(tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    from studies.lab_bank import STRESS, STRESS_KINDS, draw_stress, stress_kind, wbc1_spec
+    from submission.demo.cells import Domain
+
+    plain = Domain(1, (1, 1), (), (), 0, 0)
+    for seed in range(20):
+        domain, prior, wbc1 = draw_stress(seed)
+        kind, p = stress_kind(seed), np.array(prior)
+        assert kind == STRESS_KINDS[seed % 5] and p.sum() == pytest.approx(1.0)
+        moved = [f for f in ("cell_scale", "nucleus_scale", "granule_density", "overlap", "smudge")
+                 if getattr(domain, f) != getattr(plain, f)]
+        assert (moved != []) == (kind == "morphology"), seed
+        if kind == "label":
+            assert STRESS["dominant"][0] <= p.max() <= STRESS["dominant"][1] and 1 <= (p == 0).sum() <= 3
+        elif kind == "small":
+            assert wbc1 == {"n": wbc1["n"]} and wbc1["n"] in STRESS["wbc1_sizes"]
+        elif kind == "prior":
+            assert 0.5 * np.abs(np.array(wbc1["prior"]) - p).sum() > 0.1  # WBC1 meets another prior than WBC2
+        elif kind == "patient":
+            assert 2 <= (p > 0).sum() <= 4
+        else:
+            assert all(STRESS[f][0] <= getattr(domain, f) <= STRESS[f][1] for f in moved)
+        assert wbc1_spec(f"stress{seed}") == wbc1 and (wbc1 == {} or kind in ("small", "prior"))
+    assert dataclasses.replace(plain) == plain and lab_spec("stress3")[2] != lab_spec("skew3")[2]
+    assert parse_labs("stress1-2,3") == ["stress1", "stress2", "lab3"]
+    # a small lab's WBC1 is its drawn size, its WBC2 the bank's; a patient lab draws only its classes
+    small = next(s for s in range(5) if stress_kind(s) == "small")
+    root = write_lab(tmp_path / "bank", f"stress{small}", scale=0.002, n_target=30, workers=1)
+    assert len(list((root / "WBC1" / "DATA-VAL").glob("*.TIF"))) == draw_stress(small)[2]["n"]
+    assert len(list((root / "WBC2" / "DATA-TEST").glob("*.TIF"))) == 30
+    stamp = json.loads((tmp_path / "bank" / f"stress{small}" / "lab.json").read_text())
+    assert stamp["kind"] == "small" and stamp["wbc1"]["n"] == draw_stress(small)[2]["n"]
+    patient = next(s for s in range(5) if stress_kind(s) == "patient")
+    write_lab(tmp_path / "bank", f"stress{patient}", scale=0.002, n_target=30, workers=1)
+    seen = pd.read_csv(tmp_path / "bank" / f"stress{patient}" / "labels" / "WBC2.csv")["Label"]
+    assert len(seen) == 30 and set(seen) <= {c for c, v in zip(CLASSES, draw_stress(patient)[1]) if v > 0}
+
+
+def test_the_morphology_options_change_the_cell_and_default_to_no_change():
+    import dataclasses
+
+    from submission.demo.cells import DOMAINS, render_cell
+
+    base = DOMAINS["WBC"]
+    a = render_cell("eosinophil", base, np.random.default_rng(3))
+    same = dataclasses.replace(base, cell_scale=1.0, nucleus_scale=1.0, granule_density=1.0, overlap=0.0, smudge=0.0)
+    assert np.array_equal(a, render_cell("eosinophil", same, np.random.default_rng(3)))
+    for change in ({"cell_scale": 1.25}, {"nucleus_scale": 0.85}, {"granule_density": 0.4}, {"overlap": 1.0},
+                   {"smudge": 1.0}):
+        b = render_cell("eosinophil", dataclasses.replace(base, **change), np.random.default_rng(3))
+        assert b.shape == a.shape and np.abs(b.astype(int) - a).mean() > 1.0, change

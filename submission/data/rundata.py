@@ -59,9 +59,36 @@ def drop_unreadable(frame, errors, dataset, max_share, report_dir) -> np.ndarray
     return np.array([i for i in range(len(frame)) if i not in bad])
 
 
-def dataset_stats(images, rel_paths, data_root, dataset, crop_px, work_size, cache_dir):
+def stain_reference(method: str, source_images: list) -> dict | None:
+    """--stain-norm: the reference stain fitted on the sources' images ({"method", "params"}), or None."""
+    if method == "none":
+        return None
+    from submission.methods.stain import fit_reference
+
+    try:
+        return fit_reference(method, source_images)
+    except ValueError as e:
+        raise KitError(f"--stain-norm {method}: {e}") from None
+
+
+def stain_normed(images, stain: dict, dataset: str):
+    """The images stain-normalised onto the run's reference; says how many of the images its statistics are computed
+    from the method could not handle (kept as they are)."""
+    from submission.methods.stain import StainNormed
+
+    normed = StainNormed(images, stain)
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), 2000)).astype(int))
+    failed = normed.failures(pick)
+    if failed:
+        warn(f"{dataset}: {stain['method']} stain normalisation cannot handle {failed} of {len(pick)} images "
+             f"checked (no stained pixels); they are used as they are")
+    return normed
+
+
+def dataset_stats(images, rel_paths, data_root, dataset, crop_px, work_size, cache_dir, stain: dict | None = None):
     """Per-dataset RGB mean/std of the prepared images (up to 2000, evenly spaced), cached in CACHE_DIR/stats.json."""
-    key = cache_key(rel_paths, data_root, kind="stats", crop=crop_px, size=work_size)
+    extra = {"stain": str(stain)} if stain else {}  # stain-normalised images have statistics of their own
+    key = cache_key(rel_paths, data_root, kind="stats", crop=crop_px, size=work_size, **extra)
     n = len(images)
     pick = np.unique(np.linspace(0, n - 1, min(n, 2000)).astype(int))
     return cached_stats(Path(cache_dir) / "stats.json", dataset, key, lambda: channel_stats(images[int(i)] for i in pick))
@@ -106,14 +133,18 @@ class RunData:
         parts[cfg.target] = (pd.DataFrame({"path": target.rel_paths}), target.data_root)
         normalization, self.class_mix, prepared = {}, {}, {}
         for dataset, (frame, root) in parts.items():
-            crop = crops[dataset]
-            images, errors = prepared_images(frame["path"].tolist(), dataset, root, crop, cfg.work_size, cfg.cache,
-                                             cfg.cache_dir, cfg.workers, progress)
+            images, errors = prepared_images(frame["path"].tolist(), dataset, root, crops[dataset], cfg.work_size,
+                                             cfg.cache, cfg.cache_dir, cfg.workers, progress)
             keep = drop_unreadable(frame, errors, dataset, cfg.max_unreadable, run_dir)
-            frame, images = frame.iloc[keep].reset_index(drop=True), IndexedImages(images, keep)
-            mean, std = dataset_stats(images, frame["path"].tolist(), root, dataset, crop, cfg.work_size, cfg.cache_dir)
+            prepared[dataset] = (frame.iloc[keep].reset_index(drop=True), IndexedImages(images, keep))
+        self.stain = stain_reference(cfg.stain_norm, [prepared[d][1] for d in SOURCES])
+        for dataset, (frame, images) in prepared.items():
+            if self.stain:
+                images = stain_normed(images, self.stain, dataset)
+                prepared[dataset] = (frame, images)
+            mean, std = dataset_stats(images, frame["path"].tolist(), parts[dataset][1], dataset, crops[dataset],
+                                      cfg.work_size, cfg.cache_dir, self.stain)
             normalization[dataset] = {"mean": mean, "std": std}
-            prepared[dataset] = (frame, images)
         if cfg.input_norm == "weights":  # the pretrained backbone's own normalisation, for every image
             inp = default_input(cfg.backbone, parse_args(cfg.timm_args))
             normalization = {d: {"mean": list(inp.mean), "std": list(inp.std)} for d in normalization}
@@ -122,6 +153,8 @@ class RunData:
         self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
                          "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
                          "target_root": str(Path(target.data_root).resolve())}
+        if self.stain:
+            self.run_info["stain"] = self.stain
 
         frame, images = prepared[cfg.target]
         norm = normalization[cfg.target]
@@ -203,6 +236,10 @@ class RunData:
                                              cfg.cache, cfg.cache_dir, cfg.workers, progress)
         if w_errors:
             raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
+        if self.stain:
+            from submission.methods.stain import StainNormed
+
+            w_images = StainNormed(w_images, self.stain)
         self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
         return cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
 

@@ -43,6 +43,12 @@ class Domain:
     contrast: float = 1.0  # x, about the image's mean
     background: float = 1.0  # brightness x of the empty slide
     rbc_range: tuple = (3, 8)  # red cells per image: at least, fewer than
+    # shifts beyond colour (the lab bank's morphology stress labs; the defaults draw what every other lab draws)
+    cell_scale: float = 1.0  # x every white cell's diameter
+    nucleus_scale: float = 1.0  # x every nucleus's size, within its cell
+    granule_density: float = 1.0  # x every granulated class's granule count
+    overlap: float = 0.0  # share of images where a second white cell overlaps the first
+    smudge: float = 0.0  # share of images whose cell is smudged (smeared while the slide was made)
 
 
 DOMAINS = {
@@ -182,13 +188,15 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
     k = domain.px_per_um * domain.scale_error
     nuc_shift, cyto_shift = np.asarray(domain.nucleus_shift), np.asarray(domain.cyto_shift)
     diam, tint, nuc_kind, gran_kind, gran_density = MORPHOLOGY[cls]
-    r = 0.5 * diam * k * rng.uniform(0.9, 1.1)
+    r = 0.5 * diam * k * rng.uniform(0.9, 1.1) * domain.cell_scale
     c = np.array([w / 2, h / 2]) + rng.normal(0, 0.6 * k, 2)
 
     img = np.empty((h, w, 3), np.float32)
     background = np.clip(np.array(BACKGROUND) * domain.background, 0, 1) if domain.background != 1.0 else BACKGROUND
     img[:] = background
     _red_cells(img, domain, rng, k, background, cyto_shift)
+    if domain.overlap and rng.uniform() < domain.overlap:  # a neighbouring white cell, partly under this one
+        _neighbour(img, domain, rng, k, c, r, nuc_shift, cyto_shift)
 
     cyto = np.zeros((h, w), np.uint8)
     _ellipse(cyto, c, (r, r * rng.uniform(0.88, 1.0)), rng.uniform(0, 360))
@@ -200,7 +208,7 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
         _paint(img, cv2.bitwise_and(vac, cyto), background, 0.7)
     if gran_kind is not None:
         gran = np.zeros((h, w), np.uint8)
-        n = int(gran_density * (r / k) ** 2 * 2.2)
+        n = int(gran_density * domain.granule_density * (r / k) ** 2 * 2.2)
         rad = np.sqrt(rng.uniform(0, 1, n)) * 0.92 * r
         th = rng.uniform(0, 2 * np.pi, n)
         for ri, ti in zip(rad, th):
@@ -210,7 +218,7 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
         _paint(img, cv2.bitwise_and(gran, cyto), gran_colour, 0.85)
 
     nuc = np.zeros((h, w), np.uint8)
-    _nucleus(nuc, nuc_kind, c, r, rng)
+    _nucleus(nuc, nuc_kind, c, r * domain.nucleus_scale, rng)
     light = nuc_kind in ("round_blast", "folded")
     colour = np.clip(_hsv(NUCLEUS_LIGHT if light else NUCLEUS_DARK, domain.nucleus_hsv) + nuc_shift, 0, 1)
     texture = _smooth_noise(rng, (h, w), (0.6 if light else 1.2) * k)[..., None]
@@ -223,8 +231,40 @@ def render_cell(cls: str, domain: Domain, rng: np.random.Generator) -> np.ndarra
         _paint(img, cv2.bitwise_and(nl, nuc), np.clip(_hsv(NUCLEUS_LIGHT, domain.nucleus_hsv) + np.array([0.12, 0.12, 0.08]) + nuc_shift, 0, 1), 0.8)
     if gran_kind == "black":  # basophil granules also lie over the nucleus
         _paint(img, cv2.bitwise_and(gran, nuc), gran_colour, 0.7)
+    if domain.smudge and rng.uniform() < domain.smudge:
+        img = _smudged(img, cyto, rng, r)
 
     return _lab_optics(img, domain, rng)
+
+
+def _neighbour(img, domain: Domain, rng, k: float, c, r: float, nuc_shift, cyto_shift) -> None:
+    """A second white cell (a neutrophil or a lymphocyte) whose centre lies 1.3-1.8 radii from the first's."""
+    h, w = img.shape[:2]
+    cls = ("neutrophil_segmented", "lymphocyte_typical")[int(rng.integers(2))]
+    diam, tint, nuc_kind = MORPHOLOGY[cls][:3]
+    rn = 0.5 * diam * k * rng.uniform(0.9, 1.1) * domain.cell_scale
+    t = rng.uniform(0, 2 * np.pi)
+    cn = np.asarray(c) + rng.uniform(1.3, 1.8) * r * np.array([np.cos(t), np.sin(t)])
+    cyto = np.zeros((h, w), np.uint8)
+    _circle(cyto, cn, rn)
+    _paint(img, cyto, tuple(np.clip(_hsv(CYTO[tint], domain.cyto_hsv) + cyto_shift, 0, 1)))
+    nuc = np.zeros((h, w), np.uint8)
+    _nucleus(nuc, nuc_kind, cn, rn * domain.nucleus_scale, rng)
+    _paint(img, nuc, np.clip(_hsv(NUCLEUS_DARK, domain.nucleus_hsv) + nuc_shift, 0, 1))
+
+
+def _smudged(img, cyto, rng, r: float) -> np.ndarray:
+    """A smudge cell: the cell smeared along one direction, as when it breaks while the smear is made."""
+    length = max(3, int(rng.uniform(0.6, 1.2) * r)) | 1
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2] = 1.0 / length
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    kernel /= max(float(kernel.sum()), 1e-6)
+    smeared = cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    area = cv2.dilate(cyto, np.ones((length, length), np.uint8))
+    a = (cv2.GaussianBlur(area, (0, 0), max(1.0, length / 6)).astype(np.float32) / 255.0)[..., None]
+    return img * (1 - a) + smeared * a
 
 
 def _red_cells(img, domain: Domain, rng, k: float, background, cyto_shift) -> None:

@@ -65,6 +65,8 @@ def demo_counts(scale: float, min_count: int = 4) -> dict[str, list[int]]:
 def _target_labels(n: int, rng, prior=TARGET_PRIOR) -> list[int]:
     # every class the prior has at least twice (an absent class, prior 0, never), the rest drawn from the prior
     base = [c for c in range(len(CLASSES)) if prior[c] > 0 for _ in range(2)]
+    if len(base) > n:  # a small target (the lab bank's stress labs): every cell drawn from the prior
+        base = []
     rest = rng.choice(len(CLASSES), size=n - len(base), p=prior).tolist()
     labels = base + rest
     rng.shuffle(labels)
@@ -102,16 +104,20 @@ def _source_jobs(root: Path, seed: int, counts: dict, domain_of=lambda dataset: 
     return jobs
 
 
-def _target_jobs(root: Path, labels_dir: Path, seed: int, n_target: int, domain, stream: int, prior) -> list:
-    """Jobs for WBC1/WBC2 of one lab; writes their label files (outside the data root)."""
+def _target_jobs(root: Path, labels_dir: Path, seed: int, n_target: int, domain, stream: int, prior,
+                 wbc1: dict | None = None) -> list:
+    """Jobs for WBC1/WBC2 of one lab; writes their label files (outside the data root). `wbc1` may give WBC1 a size
+    ("n") or a class prior ("prior") of its own (the lab bank's stress labs)."""
     jobs = []
+    wbc1 = wbc1 or {}
     for t_i, (dataset, sub) in enumerate((("WBC1", "DATA-VAL"), ("WBC2", "DATA-TEST"))):
         folder = root / dataset / sub
         folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, stream + t_i])
-        labels = _target_labels(n_target, rng, prior)
+        n_split = wbc1.get("n") or n_target if dataset == "WBC1" else n_target
+        labels = _target_labels(n_split, rng, wbc1.get("prior") or prior if dataset == "WBC1" else prior)
         # file numbers with gaps, as in the real sets
-        numbers = np.sort(rng.choice(int(n_target * 1.04), size=n_target, replace=False))
+        numbers = np.sort(rng.choice(int(n_split * 1.04), size=n_split, replace=False))
         rows = []
         for i, (num, c) in enumerate(zip(numbers, labels)):
             jobs.append((domain, c, [seed, stream + t_i, i], folder / f"{num}.TIF"))

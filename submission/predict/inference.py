@@ -82,6 +82,15 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     return logits, SourceVal(val_logits, labels, names)
 
 
+def stain_normed(images, ckpt: dict):
+    """The images as the run saw them: stain-normalised onto its reference where it was trained with --stain-norm."""
+    if not ckpt.get("stain"):
+        return images
+    from submission.methods.stain import StainNormed
+
+    return StainNormed(images, ckpt["stain"])
+
+
 def _model_and_loader(ckpt: dict, target: Target, dev, batch_size, workers, cache, cache_dir, progress):
     """The checkpoint's model on `dev` (eval mode) and a loader of the target's images as the run saw its target."""
     norm = ckpt["normalization"][ckpt["target"]]
@@ -90,7 +99,8 @@ def _model_and_loader(ckpt: dict, target: Target, dev, batch_size, workers, cach
     if errors:
         raise KitError(f"{len(errors)} target images cannot be read, no predictions written: "
                        + "; ".join(msg for _, msg in errors))
-    dataset = CellDataset(images, np.full(len(target.rel_paths), -1), eval_transform(ckpt["image_size"], norm["mean"], norm["std"]))
+    dataset = CellDataset(stain_normed(images, ckpt), np.full(len(target.rel_paths), -1),
+                          eval_transform(ckpt["image_size"], norm["mean"], norm["std"]))
     model = model_from_checkpoint(ckpt).to(dev).eval()
     amp, channels_last = fast_settings(dev, True)
     if channels_last:
@@ -129,7 +139,8 @@ def source_val_set(ckpt: dict, cache=True, cache_dir="cache", workers=0, progres
             warn(f"source validation: {len(errors)} {dataset} images cannot be read: the estimates leave them out")
         norm = ckpt["normalization"][dataset]
         y = frame["label_id"].to_numpy()[keep]
-        parts.append(CellDataset(IndexedImages(images, keep), y, eval_transform(ckpt["image_size"], norm["mean"], norm["std"])))
+        parts.append(CellDataset(stain_normed(IndexedImages(images, keep), ckpt), y,
+                                 eval_transform(ckpt["image_size"], norm["mean"], norm["std"])))
         labels.append(y)
         names += [f"{dataset}/{p}" for p in frame["path"].to_numpy()[keep]]
     return CellConcat(parts), np.concatenate(labels), names

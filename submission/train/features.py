@@ -146,7 +146,8 @@ def use_cached_features(data: RunData, model, cfg: TrainConfig, device, channels
         eval_ds = data.cells(images, labels, False, norm)
         rows = hashlib.sha1(np.asarray(train_rows, np.int64).tobytes()).hexdigest()[:16]
         params = {"backbone": ident, "crop": crop, "work": cfg.work_size, "views": views, "norm": norm, "bf16": bf16,
-                  "train_rows": rows, **(aug if views else {"image_size": cfg.image_size})}
+                  "train_rows": rows, **(aug if views else {"image_size": cfg.image_size}),
+                  **({"stain": str(data.stain)} if data.stain else {})}
         return cached_features(name, rel_paths, root, params, cfg.cache_dir, lambda: extract(
             net, _Views(eval_ds, train_ds, train_rows, views), device, bf16, channels_last, workers, progress,
             f"features {name} (1 + {views} views)"))
