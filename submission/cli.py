@@ -22,7 +22,7 @@ PANELS = {
     "Optimisation": ("epochs", "iters_per_epoch", "batch_size", "lr", "backbone_lr_mult", "layer_lr_decay", "momentum",
                      "weight_decay", "lr_schedule", "lr_gamma", "lr_decay", "lr_steps", "lr_step_factor", "lr_min_frac",
                      "balanced", "class_weighted_loss", "zoom"),
-    "Adaptation": ("target_in_batch", "target_norm", "stain_norm", "adabn", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
+    "Adaptation": ("target_in_batch", "target_norm", "stain_norm", "adabn", "bn_balance", "bn_min_images", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
                    "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
     "A lab's labels": ("labels", "labels_holdout", "init"),
     "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",

@@ -121,6 +121,11 @@ class _Settings:
                                  "go into every checkpoint next to the training ones, and are used for inference. "
                                  "A timm backbone or --freeze-backbone: on where the backbone has BatchNorm and "
                                  "learns; --adabn where it has none is an error.")
+    bn_balance: bool = setting(False, "AdaBN guard: the target's BatchNorm statistics from a class-balanced resample "
+                                      "of it (its prior estimated by EM from the predictions under plain AdaBN), so a "
+                                      "dominant class does not set them.")
+    bn_min_images: int = setting(0, "AdaBN guard: a target with fewer images keeps the training BatchNorm statistics "
+                                    "(0: off).")
     prior_em: bool = setting(False, "Prior correction: predictions adjusted to the target class prior estimated by "
                                     "EM (Saerens et al. 2002).")
     watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
@@ -134,7 +139,9 @@ class _Settings:
                                            "each way of asking (a group of one cell is held out whole).")
     init: str | None = setting(None, "Continue from this run: the weights of its best.pt and the settings of its "
                                      "config.json, into a new run folder (RUN's runs folder + '-taught' unless --runs), "
-                                     "for 3 x 100 steps unless --epochs / --iters-per-epoch say.")
+                                     "for 3 x 100 steps unless --epochs / --iters-per-epoch say. --epochs 0: no step, "
+                                     "only scored and its BatchNorm statistics re-estimated on this run's target "
+                                     "(with --data-root, another lab's).")
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
@@ -228,8 +235,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise KitError(f"--select {cfg.select} needs a held-out source fold: --val-fold 0 (or 1-4), not -1")
     if not 0.0 <= cfg.colour_aug <= 1.0:
         raise KitError(f"--colour-aug is a share between 0 and 1, not {cfg.colour_aug}")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or (cfg.image_size is not None and cfg.image_size < 16):
-        raise KitError("--epochs and --batch-size must be at least 1, --image-size at least 16")
+    if cfg.epochs < (0 if cfg.init else 1) or cfg.batch_size < 1 or (cfg.image_size is not None and cfg.image_size < 16):
+        raise KitError("--epochs (0 only with --init) and --batch-size must be at least 1, --image-size at least 16")
     if cfg.labels and cfg.freeze_backbone:
         raise KitError("--labels trains the backbone on the lab's cells: not with --freeze-backbone")
     if not 0.0 <= cfg.labels_holdout < 1.0:

@@ -10,8 +10,8 @@ from submission.data.datasets import CellDataset, eval_loader
 from submission.data.rundata import IndexedImages, prepared_images
 from submission.data.targets import Target
 from submission.data.transforms import eval_transform
-from submission.errors import KitError, warn
-from submission.methods.adabn import target_batchnorm
+from submission.errors import KitError, note, warn
+from submission.methods.adabn import guarded_batchnorm
 from submission.methods.prior import corrected_logits
 from submission.methods.tta import predict_logits
 from submission.train.checkpoint import model_from_checkpoint
@@ -57,10 +57,12 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     dev = resolve_device(device)
     model, loader, amp, channels_last = _model_and_loader(ckpt, target, dev, batch_size, workers, cache, cache_dir, progress)
     run_adabn = ckpt["config"].get("adabn", False)
-    if run_adabn and adabn == "stored":
+    if run_adabn and adabn == "stored" and ckpt.get("target_bn") is not None:  # None: a guard kept the training ones
         model.load_state_dict(ckpt["target_bn"], strict=False)
     elif run_adabn and adabn == "refit":
-        model.load_state_dict(target_batchnorm(model, (x for x, _ in loader), dev, channels_last), strict=False)
+        stats = guarded_stats(model, ckpt, loader, dev, channels_last)
+        if stats is not None:
+            model.load_state_dict(stats, strict=False)
     prior = ckpt["config"].get("prior_em", False) if prior_em is None else prior_em
 
     def run(loader, n, what):
@@ -112,7 +114,20 @@ def batchnorm_of(ckpt: dict, target: Target, device="auto", batch_size=32, worke
     """AdaBN: the checkpoint's BatchNorm statistics re-estimated on the target's images (a `target_bn` state)."""
     dev = resolve_device(device)
     model, loader, _, channels_last = _model_and_loader(ckpt, target, dev, batch_size, workers, cache, cache_dir, None)
-    return target_batchnorm(model, (x for x, _ in loader), dev, channels_last)
+    return guarded_stats(model, ckpt, loader, dev, channels_last)
+
+
+def guarded_stats(model, ckpt: dict, loader, dev, channels_last) -> dict | None:
+    """AdaBN on the loader's images with the run's guards (--bn-balance, --bn-min-images); None: the training
+    statistics (the guard's reason noted)."""
+    config = ckpt["config"]
+    stats, why = guarded_batchnorm(model, loader.dataset, lambda d: eval_loader(d, loader.batch_size, loader.num_workers),
+                                   dev, channels_last, balance=config.get("bn_balance", False),
+                                   min_images=config.get("bn_min_images", 0), train_prior=ckpt.get("train_prior"),
+                                   seed=config.get("seed", 0))
+    if why:
+        note(why)
+    return stats
 
 
 def source_val_set(ckpt: dict, cache=True, cache_dir="cache", workers=0, progress=None):

@@ -7,10 +7,11 @@ import numpy as np
 import torch
 
 from submission.config import TrainConfig
+from submission.errors import note
 from submission.data.classes import CLASSES
 from submission.data.datasets import eval_loader
 from submission.data.rundata import RunData
-from submission.methods.adabn import batchnorm_swapped, target_batchnorm
+from submission.methods.adabn import batchnorm_swapped, guarded_batchnorm
 from submission.methods.tta import predict_logits
 from submission.scoring import trust
 from submission.scoring.metrics import f1_scores
@@ -51,7 +52,11 @@ def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last,
         row["source_val_f1"] = row["source_val_micro_f1"] = float("nan")
     target_bn = None
     if cfg.adabn:  # every rank estimates on the whole target: the same statistics everywhere
-        target_bn = target_batchnorm(model, (x for x, _ in eval_loader(data.target_eval, bs, workers)), device, channels_last)
+        target_bn, why = guarded_batchnorm(model, data.target_eval, lambda d: eval_loader(d, bs, workers), device,
+                                         channels_last, balance=cfg.bn_balance, min_images=cfg.bn_min_images,
+                                         train_prior=data.run_info["train_prior"], seed=cfg.seed)
+        if why and ranks.main and epoch == 0:
+            note(why)
     with batchnorm_swapped(model, target_bn):
         target_logits = logits(data.target_eval)
         row.update(target_scores(target_logits, CLASSES, cfg.snd_temperature, cfg.min_pred_classes, cfg.max_entropy_frac))

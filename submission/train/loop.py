@@ -84,6 +84,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     try:
         with progress:
             task = progress.add_task(f"seed {cfg.seed}", total=run.total, completed=run.start_epoch * run.iters, info="")
+            if cfg.epochs == 0:  # --init RUN --epochs 0: RUN's weights as they are, scored on this target, AdaBN
+                end_epoch(run, 0, {"epoch": 0, "step": 0, "lr": 0.0, "grl_coeff": 0.0})
+                progress.console.print(f"{cfg.init}'s weights, not trained further: scored on {cfg.target}"
+                                       + (" and their BatchNorm statistics re-estimated on it" if cfg.adabn else ""))
             for epoch in range(run.start_epoch, cfg.epochs):
                 t0 = time.time()
                 row = train_epoch(run, epoch, progress, task)
