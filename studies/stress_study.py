@@ -283,5 +283,120 @@ def markdown(choice: dict, table: pd.DataFrame, labs) -> str:
     return "\n".join(text)
 
 
+def source_val(out: Path, bank: Path, method: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The base run's source-validation logits (TTA) through its training BatchNorm statistics (the printed
+    single-run estimate's calibration, as `trust.json` names it): the same for every lab; cached."""
+    from submission.data.files import atomic_path
+    from submission.data.targets import Target
+    from submission.predict.inference import predict_run
+    from submission.train.checkpoint import load_checkpoint
+
+    base = P.METHODS[method][0]
+    dest = Path(out) / "source_val" / base.replace(" ", "_") / f"seed{seed}.npz"
+    if not dest.is_file():
+        ckpt = load_checkpoint(Path(out) / "bases" / base.replace(" ", "_") / f"seed{seed}" / "best.pt")
+        target = Target.from_split("WBC1", Path(bank) / P.SELECTION_LABS[0] / "data")
+        _, val = predict_run(ckpt, target, tta=True, device="cpu", batch_size=128, cache_dir=str(Path(out) / "cache"),
+                             source_val=True, source_bn="source")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+            np.savez(f, logits=val.logits, labels=val.labels)
+    z = np.load(dest)
+    return z["logits"], z["labels"]
+
+
+def estimate_points(out: Path, bank: Path, method: str, labs) -> pd.DataFrame:
+    """Per lab and seed (single runs) and per lab (the 3-seed ensemble, and each 2-member ensemble): the true WBC2
+    macro F1 and the label-free estimates: the printed ones (trust.record) and the leave-one-out agreement."""
+    from submission.data.classes import CLASSES
+    from submission.scoring import trust
+    from submission.scoring.validators import softmax
+
+    vals = {s: source_val(out, bank, method, s) for s in P.SEEDS}
+    rows = []
+    for lab in labs:
+        files = {s: Path(out) / "logits" / method.replace(" ", "_") / lab / f"seed{s}.npy" for s in P.SEEDS}
+        if not all(f.is_file() for f in files.values()):
+            continue
+        y, z = truth_ids(bank, lab), {s: np.load(f) for s, f in files.items()}
+        for s in P.SEEDS:
+            rec = trust.record(z[s], CLASSES, *vals[s], others=[])
+            rows.append({"lab": lab, "kind": "run", "members": 1, "true_f1": macro_f1(y, z[s]),
+                         "printed": rec["macro_f1"], "warnings": "; ".join(rec["warnings"])})
+        for group in ([0, 1, 2], [0, 1], [0, 2], [1, 2]):
+            members = [z[s] for s in group]
+            mean = np.mean(members, 0)
+            val_mean = np.mean([vals[s][0] for s in group], 0)
+            rec = trust.record(mean, CLASSES, val_mean, vals[group[0]][1], members, ensemble=True)
+            loo = trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(members)).f1("all")
+            rows.append({"lab": lab, "kind": "ensemble", "members": len(group), "true_f1": macro_f1(y, mean),
+                         "printed": rec["macro_f1"], "loo": float(loo), "warnings": "; ".join(rec["warnings"])})
+    return pd.DataFrame(rows)
+
+
+def error_table(points: pd.DataFrame, constant: float, bias: dict) -> pd.DataFrame:
+    """Per use (single run, 2- and 3-member ensembles) and estimator: bias, mean absolute error, 90th percentile
+    (with a lab-level bootstrap 90% interval), beside the constant guess (the selection labs' mean truth)."""
+    out = []
+    rng = np.random.default_rng(0)
+    for (kind, k), part in points.groupby(["kind", "members"]):
+        labs = part["lab"].unique()
+        for est in ["printed", "loo", "loo corrected", "constant"]:
+            if est.startswith("loo") and kind == "run":
+                continue
+            if est == "constant":
+                value = np.full(len(part), constant)
+            elif est == "loo corrected":  # the bias measured on the selection labs, subtracted
+                value = part["loo"].to_numpy() - bias[(kind, int(k))]
+            else:
+                value = part[est].to_numpy()
+            err = value - part["true_f1"].to_numpy()
+            by_lab = {lab: np.abs(err[(part["lab"] == lab).to_numpy()]) for lab in labs}
+            boot = [np.quantile(np.concatenate([by_lab[lab] for lab in rng.choice(labs, len(labs))]), 0.9)
+                    for _ in range(1000)]
+            out.append({"use": f"{kind} ({k})" if kind == "ensemble" else "single run", "estimator": est,
+                        "points": len(err), "labs": len(labs), "bias": float(err.mean()),
+                        "mae": float(np.abs(err).mean()), "p90": float(np.quantile(np.abs(err), 0.9)),
+                        "p90_lo": float(np.quantile(boot, 0.05)), "p90_hi": float(np.quantile(boot, 0.95))})
+    return pd.DataFrame(out)
+
+
+@app.command()
+@user_errors
+def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
+           method: Annotated[str, typer.Option(help="The method whose printed estimates are measured.")] = "kit",
+           docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/stress")):
+    """How far the printed label-free estimates are from the truth, single runs and ensembles, on the selection
+    (where the constant guess and the bias correction come from) and confirmation labs; and how often each
+    warning fires on runs that are bad (true macro F1 below 0.5) and good."""
+    from submission.data.files import write_csv
+
+    sel = estimate_points(out, bank, method, P.SELECTION_LABS)
+    conf = estimate_points(out, bank, method, P.CONFIRMATION_LABS)
+    constant = float(sel["true_f1"].mean())
+    bias = {(k, int(m)): float((p["loo"] - p["true_f1"]).mean()) for (k, m), p in sel.groupby(["kind", "members"])
+            if k == "ensemble"}
+    tables = []
+    for name, points in (("selection", sel), ("confirmation", conf)):
+        if len(points):
+            t = error_table(points, constant, bias)
+            t.insert(0, "labs_of", name)
+            tables.append(t)
+    table = pd.concat(tables)
+    write_csv(Path(docs) / f"errors_{method.replace(' ', '_')}.csv", table.round(4))
+    fired = []
+    for points_name, points in (("selection", sel), ("confirmation", conf)):
+        for kind, part in points.groupby("kind"):
+            bad = part["true_f1"] < 0.5
+            for w in ("is low", "agree on only", "vanished class", "expected F1 below"):
+                hit = part["warnings"].str.contains(w)
+                fired.append({"labs_of": points_name, "kind": kind, "warning": w, "bad": int(bad.sum()),
+                              "fires_on_bad": float(hit[bad].mean()) if bad.any() else float("nan"),
+                              "fires_on_good": float(hit[~bad].mean()) if (~bad).any() else float("nan")})
+    write_csv(Path(docs) / f"warnings_{method.replace(' ', '_')}.csv", pd.DataFrame(fired).round(3))
+    print(f"constant guess (selection mean): {constant:.3f}; ensemble leave-one-out bias on selection: {bias}")
+    print(table.round(3).to_string(index=False))
+
+
 if __name__ == "__main__":
     app()

@@ -158,3 +158,20 @@ def test_the_study_rule_takes_the_lowest_error_and_gives_ties_to_the_earlier():
     assert table.loc["a", "acc_p90"] == pytest.approx(np.quantile(np.full(4, 0.1), 0.9))
     assert trust_report.choose(points, ["a", "b"]) == "a"  # b is better by less than the tie
     assert trust_report.choose(points, ["a|all", "b|all"]) == "b|all"
+
+
+def test_leave_one_out_agreement_matches_a_loop_and_never_counts_a_member_against_itself():
+    rng = np.random.default_rng(4)
+    members = [rng.normal(size=(40, 5)) for _ in range(3)]
+    naive = np.zeros(40)
+    for i in range(40):
+        for j, z in enumerate(members):
+            others = np.mean([m[i] for k, m in enumerate(members) if k != j], axis=0)
+            naive[i] += (z[i].argmax() == others.argmax()) / len(members)
+    assert np.allclose(trust.loo_agreement_correctness(members), naive)
+    pair = members[:2]  # two members: their plain agreement
+    assert np.array_equal(trust.loo_agreement_correctness(pair), (pair[0].argmax(1) == pair[1].argmax(1)).astype(float))
+    same = [members[0]] * 3  # identical members agree everywhere; one member alone has no estimate
+    assert (trust.loo_agreement_correctness(same) == 1).all()
+    with pytest.raises(ValueError):
+        trust.loo_agreement_correctness(members[:1])

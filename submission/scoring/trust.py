@@ -144,6 +144,17 @@ def agreement_correctness(pred: np.ndarray, others: list[np.ndarray]) -> np.ndar
     return np.mean([np.asarray(z).argmax(1) == pred for z in others], axis=0)
 
 
+def loo_agreement_correctness(member_logits: list[np.ndarray]) -> np.ndarray:
+    """Per cell, the share of members whose predicted class equals that of the mean of the other members'
+    logits (leave-one-out: a member is never compared with a mean that includes it). With 2 members this is
+    their plain agreement."""
+    zs = [np.asarray(z, np.float64) for z in member_logits]
+    if len(zs) < 2:
+        raise ValueError("leave-one-out agreement needs at least 2 members")
+    total = np.sum(zs, axis=0)
+    return np.mean([z.argmax(1) == ((total - z) / (len(zs) - 1)).argmax(1) for z in zs], axis=0)
+
+
 def estimates(source_logits: np.ndarray | None, source_labels: np.ndarray | None, target_logits: np.ndarray,
               others: list[np.ndarray] | tuple = ()) -> dict[str, Estimate | None]:
     """Every estimator's Estimate of the prediction `target_logits` (one run, or an ensemble's mean logits).
