@@ -69,8 +69,9 @@ class _Settings:
     """The settings of the kit itself; the adaptation terms' own settings are added below from
     methods/registry.py (their weights 0 in the kit's recipe)."""
     seed: int = setting(0, "Seed; names the run folder RUNS/seed{N}.")
-    recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, mcc, seed, "
-                                 "source-only or own-norm.", choices=("kit", "mcc", "seed", "source-only", "own-norm"))
+    recipe: str = setting("kit", "Named recipe whose settings fill every option not given: kit, adabn, mcc, seed, "
+                                 "source-only or own-norm.",
+                          choices=("kit", "adabn", "mcc", "seed", "source-only", "own-norm"))
     data_root: str = setting("data", "Data root in the challenge layout.")
     splits_dir: str | None = setting(None, "Split files (default: DATA_ROOT/splits if present, else the kit's data_splits/).",
                                      flag="splits")
@@ -104,7 +105,7 @@ class _Settings:
     grl_max_iters: int = setting(1000, "Ramp length of the reversal coefficient (0: total steps / 20).")
     target_in_batch: bool = setting(False, "Forward the target images with the sources in every step, so BatchNorm "
                                           "sees both domains (off: the sources alone).")
-    target_norm: str = setting("source", "Normalisation of the target images: own (their own mean/std, label-free) or "
+    target_norm: str = setting("own", "Normalisation of the target images: own (their own mean/std, label-free) or "
                                       "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
     stain_norm: str = setting("none", "Stain normalisation of every image, source and target, onto one reference "
                                       "fitted on the sources (stored in the checkpoints, used by inference): "
@@ -117,10 +118,11 @@ class _Settings:
                                        "images (0: off).")
     strong_aug: bool = setting(False, "Strong generic augmentation (the domain-generalisation baseline): zoom 0.3, HED "
                                       "jitter 0.05, hue jitter, sensor noise and JPEG on top of the usual ones.")
-    adabn: bool = setting(True, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
-                                 "go into every checkpoint next to the training ones, and are used for inference. "
-                                 "A timm backbone or --freeze-backbone: on where the backbone has BatchNorm and "
-                                 "learns; --adabn where it has none is an error.")
+    adabn: bool = setting(False, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
+                                  "go into every checkpoint next to the training ones, and are used for inference "
+                                  "(the adabn recipe; the stress study found it failing where one class dominates). "
+                                  "With a timm backbone or --freeze-backbone it acts where the backbone has BatchNorm "
+                                  "and learns; --adabn where it has none is an error.")
     bn_balance: bool = setting(False, "AdaBN guard: the target's BatchNorm statistics from a class-balanced resample "
                                       "of it (its prior estimated by EM from the predictions under plain AdaBN), so a "
                                       "dominant class does not set them.")
@@ -145,7 +147,7 @@ class _Settings:
     bottleneck_dim: int = setting(1024, "Width of the bottleneck after the backbone.")
     dropout: float = setting(0.5, "Dropout in the bottleneck and the heads.")
     head_width: int = setting(1024, "Hidden width of the main and adversarial heads.")
-    select: str = setting("last", f"Label-free checkpoint choice for best.pt: {choices_help()}.", choices=tuple(CHOICES))
+    select: str = setting("source-val", f"Label-free checkpoint choice for best.pt: {choices_help()}.", choices=tuple(CHOICES))
     snd_temperature: float = setting(0.005, "SND temperature.")
     min_pred_classes: int = setting(6, "Collapse guard: an epoch predicting fewer classes on the target never wins.")
     max_entropy_frac: float = setting(0.5, "Confidence guard: an epoch whose mean target entropy exceeds this x ln(11) "

@@ -21,7 +21,7 @@ TINY = ["--epochs", "2", "--iters-per-epoch", "3", "--image-size", "32", "--batc
         "--workers", "0", "--device", "cpu", "--bottleneck-dim", "64", "--head-width", "64", "--grl-max-iters", "10",
         "--min-pred-classes", "1", "--max-entropy-frac", "1.0", "--bn-batches", "2", "--no-plots"]
 RUNS = {
-    "kit": ["--recipe", "kit"],
+    "adabn": ["--recipe", "adabn"],
     "mcc": ["--recipe", "mcc"],
     "seed": ["--recipe", "seed"],
     "source-only": ["--recipe", "source-only"],

@@ -113,7 +113,7 @@ def test_a_timm_convnet_trains_and_predicts(tiny, demo, tmp_path, model):
     from backbone_files import write_timm
 
     write_timm(tmp_path / f"{model}.pth", model, seed=6)  # with its classifier, as timm saves one
-    fit(tiny(tmp_path, backbone=f"timm:{model}", weights=str(tmp_path / f"{model}.pth"), recipe="kit", epochs=1,
+    fit(tiny(tmp_path, backbone=f"timm:{model}", weights=str(tmp_path / f"{model}.pth"), recipe="adabn", epochs=1,
              iters_per_epoch=2))
     ckpt = load_checkpoint(tmp_path / "seed0" / "best.pt")
     assert ckpt["image_size"] == 32 and ckpt["config"]["input_norm"] == "weights"

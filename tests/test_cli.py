@@ -48,7 +48,7 @@ def test_the_defaults_the_help_states_are_what_a_run_records(demo, tmp_path):
         assert shown.split(";")[0] == _fmt(recorded[name] if name != "lr_steps" else tuple(recorded[name])), name
         checked += 1
     assert checked > 40
-    assert recorded["select"] == "last" and shown_default("select").startswith("last")
+    assert recorded["select"] == "source-val" and shown_default("select").startswith("source-val")
 
 
 def test_train_with_no_data_says_so_in_one_line_and_writes_nothing(tmp_path):

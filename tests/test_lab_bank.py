@@ -1,5 +1,6 @@
 """The lab bank (random target labs around the demo's sources), its protocol, and the do-no-harm check."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -179,16 +180,20 @@ def test_the_measured_records_say_where_they_came_from_and_the_kit_follows_the_f
     from submission.methods.registry import TERMS
 
     records = sorted((Path(__file__).parents[1] / "submission" / "measured").glob("*.json"))
-    assert [p.name for p in records] == ["frozen_choice.json", "labels.json", "trust.json"]
+    assert [p.name for p in records] == ["frozen_choice.json", "labels.json", "stress_choice.json", "trust.json"]
     for path in records:
         prov = json.loads(path.read_text())["provenance"]
         assert prov["command"].startswith("python -m studies.") and re.fullmatch(r"[0-9a-f]{7,40}", prov["commit"])
-    f = json.loads(records[0].read_text())
-    kit, chosen = make_config("kit"), make_config(f["recipe"], **f["settings"])
-    assert all(getattr(kit, t.weight) == getattr(chosen, t.weight) == 0 for t in TERMS)
-    assert (kit.target_in_batch, kit.colour_aug, kit.target_norm) == (chosen.target_in_batch, chosen.colour_aug,
-                                                                      chosen.target_norm)
-    assert kit.adabn == chosen.adabn is True
+    f = json.loads(records[0].read_text())  # the lab bank's frozen choice (v1, 32 px): the adabn recipe
+    adabn, chosen = make_config("adabn"), make_config(f["recipe"], **f["settings"])
+    assert all(getattr(adabn, t.weight) == getattr(chosen, t.weight) == 0 for t in TERMS)
+    assert (adabn.target_in_batch, adabn.colour_aug, adabn.target_norm) == (chosen.target_in_batch, chosen.colour_aug,
+                                                                            chosen.target_norm)
+    assert adabn.adabn == chosen.adabn is True
+    s = json.loads(records[2].read_text())  # the stress study's choice (v1, 64 px, 600 steps): the kit's recipe
+    kit, chosen = make_config("kit"), make_config(s["recipe"], **s["settings"])
+    assert {k: v for k, v in dataclasses.asdict(kit).items() if k != "recipe"} == \
+        {k: v for k, v in dataclasses.asdict(chosen).items() if k != "recipe"}
 
 
 def test_skewed_labs_have_a_dominant_class_or_absent_ones_and_plain_labs_are_unchanged():

@@ -18,7 +18,7 @@ def test_the_default_recipe_trains_on_the_sources_and_stores_target_batchnorm(ti
     from submission.data.targets import Target
     from submission.predict.inference import predict_run
 
-    cfg = tiny(tmp_path, recipe="kit")
+    cfg = tiny(tmp_path, recipe="adabn")
     fit(cfg)
     metrics = pd.read_csv(tmp_path / "seed0" / "metrics.csv")
     assert "mcc_loss" not in metrics and "transfer_loss" not in metrics  # no adaptation term: no column
@@ -38,7 +38,7 @@ def test_every_epoch_records_the_label_free_estimate_infer_would_print(tiny, tmp
     from submission.predict.inference import predict_run
     from submission.scoring import trust
 
-    cfg = tiny(tmp_path, recipe="kit", select="estimate", keep_epochs=True)
+    cfg = tiny(tmp_path, recipe="adabn", select="estimate", keep_epochs=True)
     fit(cfg)
     metrics = pd.read_csv(tmp_path / "seed0" / "metrics.csv")
     assert metrics["target_estimate"].between(0, 1).all()
@@ -307,9 +307,10 @@ def test_recipes_and_the_demo_preset_fill_only_what_is_not_given(tmp_path):
     assert seed_demo.epochs == 8 and seed_demo.lr == 0.001 and seed_demo.image_size == 64
     assert make_config("seed", lr=0.01).lr == 0.01
     assert make_config("source-only").mcc_weight == 0.0 and make_config("mcc").mcc_weight == 1.0
-    kit = make_config("kit")  # the lab bank's choice: source-only training with AdaBN
-    assert kit.adabn and not kit.target_in_batch and kit.mcc_weight == 0.0 and kit.select == "last"
-    assert make_config() == kit and not make_config("source-only").adabn
+    kit = make_config("kit")  # the stress study's choice: source-only training, the target's own normalisation
+    assert not kit.adabn and kit.target_norm == "own" and not kit.target_in_batch and kit.mcc_weight == 0.0
+    assert kit.select == "source-val" and make_config() == kit and not make_config("source-only").adabn
+    assert make_config("adabn").adabn and make_config("adabn").select == "last"
     assert make_config("seed").trade_off == 1.0 and make_config("seed").mcc_weight == 0.0
     with pytest.raises(KitError, match="unknown recipe"):
         make_config("fancy")
