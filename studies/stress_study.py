@@ -86,6 +86,9 @@ def lab_logits(out: Path, bank: Path, method: str, lab: str, seed: int, threads:
     logits = predict_run(ckpt, Target.from_split("WBC2", data), tta=True, device="cpu", batch_size=128,
                          cache_dir=str(Path(out) / "cache"))
     save_npy(dest, logits)
+    if settings is not None:  # a re-targeted run's checkpoints (about 180 MB) are one command away: not kept
+        for pt in ckpt_path.parent.glob("*.pt"):
+            pt.unlink()
     return dest
 
 
