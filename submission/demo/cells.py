@@ -1,12 +1,11 @@
 """Drawing one white blood cell as a given lab would image it (the demo's renderer).
 
-Cells are drawn from their morphology: size, nucleus shape and lobes, chromatin,
-granules and cytoplasm tint, so each class is recognisable by shape, not by
-colour alone. A `Domain` is how one lab's images look: its stain (a colour mix;
-for target labs also shifts of each stained part: nucleus, cytoplasm, granules, red cells;
-a global hue turn, saturation and contrast), slide (background, red-cell density), pixel
-scale (and the error of its nominal value), optics (blur, uneven illumination),
-sensor noise and JPEG compression. `studies.lab_bank` draws random labs;
+Cells are drawn from their morphology: size, nucleus shape and lobes, chromatin, granules and cytoplasm tint, so each
+class is recognisable by shape, not by colour alone. A `Domain` is how one lab's images look: its stain (a colour mix;
+for target labs also shifts of each stained part: nucleus, cytoplasm, granules, red cells; a global hue turn,
+saturation and contrast), slide (background, red-cell density), pixel scale (and the error of its nominal value),
+optics (blur, uneven illumination), sensor noise and JPEG compression, and for the lab bank's stress labs shifts beyond
+colour (cell and nucleus size, granule density, overlapping and smudged cells). `studies.lab_bank` draws random labs;
 `submission.demo` writes these images in the challenge's layout; a change to a drawing changes the demo's output, so it
 bumps `submission.demo.lab.VERSION` (a test pins the output's digest).
 """
@@ -68,18 +67,9 @@ BACKGROUND = (0.95, 0.90, 0.92)
 RBC = (0.88, 0.64, 0.66)
 NUCLEUS_DARK = (0.36, 0.20, 0.52)
 NUCLEUS_LIGHT = (0.52, 0.38, 0.66)
-CYTO = {
-    "pink": (0.88, 0.78, 0.84),
-    "blue": (0.62, 0.70, 0.88),
-    "grey": (0.74, 0.73, 0.84),
-    "rose": (0.80, 0.66, 0.74),
-}
-GRANULE = {
-    "orange": (0.96, 0.55, 0.32),
-    "black": (0.22, 0.10, 0.32),
-    "purple": (0.58, 0.26, 0.48),
-    "fine": (0.76, 0.58, 0.70),
-}
+CYTO = {"pink": (0.88, 0.78, 0.84), "blue": (0.62, 0.70, 0.88), "grey": (0.74, 0.73, 0.84), "rose": (0.80, 0.66, 0.74)}
+GRANULE = {"orange": (0.96, 0.55, 0.32), "black": (0.22, 0.10, 0.32), "purple": (0.58, 0.26, 0.48),
+           "fine": (0.76, 0.58, 0.70)}
 
 # (cell diameter um, cytoplasm tint, nucleus kind, granules or None, granule density)
 MORPHOLOGY = {

@@ -66,7 +66,7 @@ def harm_check(adapted: np.ndarray, source: np.ndarray, share: float = SHARE, ke
     vanished = [names[c] for c in range(k) if s[c] >= share and a[c] < keep * s[c]]
     sure = source.max(1) >= confident
     flip = float((adapted[sure].argmax(1) != source[sure].argmax(1)).mean()) if sure.any() else float("nan")
-    fires = bool(vanished) or (sure.any() and flip > max_flip)
+    fires = bool(vanished) or bool(sure.any() and flip > max_flip)
     return HarmCheck(fires, vanished, flip, a, s)
 
 
