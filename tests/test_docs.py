@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # an entry point, with its subcommand when it has them (python -m studies.bank_study screen ...)
 ENTRY = re.compile(r"(?:^|[\s`(])python (train\.py|infer\.py|ensemble\.py|-m (?:submission|studies)(?:\.[a-z_]+)+"
-                   r"(?: (?:screen|freeze|confirm|run|choices|report|merge)\b)?)((?: [^`|;&\n]*)?)")
+                   r"(?: (?:screen|freeze|confirm|run|choices|report|merge|errors)\b)?)((?: [^`|;&\n]*)?)")
 
 
 def documented() -> dict[str, set[str]]:
