@@ -308,9 +308,11 @@ def source_val(out: Path, bank: Path, method: str, seed: int) -> tuple[np.ndarra
     return z["logits"], z["labels"]
 
 
-def estimate_points(out: Path, bank: Path, method: str, labs) -> pd.DataFrame:
+def estimate_points(out: Path, bank: Path, method: str, labs, warnings: bool = False) -> pd.DataFrame:
     """Per lab and seed (single runs) and per lab (the 3-seed ensemble, and each 2-member ensemble): the true WBC2
-    macro F1 and the label-free estimates: the printed ones (trust.record) and the leave-one-out agreement."""
+    macro F1 and the raw label-free estimates (macro F1 over every class): ATC (max probability) for a run; for an
+    ensemble, the members' agreement with the ensemble (version 2: a mean that includes the member) and the
+    leave-one-out agreement. With `warnings`: the warnings the commands print (trust.record, as shipped)."""
     from submission.data.classes import CLASSES
     from submission.scoring import trust
     from submission.scoring.validators import softmax
@@ -323,18 +325,37 @@ def estimate_points(out: Path, bank: Path, method: str, labs) -> pd.DataFrame:
             continue
         y, z = truth_ids(bank, lab), {s: np.load(f) for s, f in files.items()}
         for s in P.SEEDS:
-            rec = trust.record(z[s], CLASSES, *vals[s], others=[])
-            rows.append({"lab": lab, "kind": "run", "members": 1, "true_f1": macro_f1(y, z[s]),
-                         "printed": rec["macro_f1"], "warnings": "; ".join(rec["warnings"])})
+            row = {"lab": lab, "kind": "run", "members": 1, "true_f1": macro_f1(y, z[s]),
+                   "atc": trust.estimates(*vals[s], z[s])["atc-mc"].f1("all")}
+            if warnings:
+                row["warnings"] = "; ".join(trust.record(z[s], CLASSES, *vals[s], others=[])["warnings"])
+            rows.append(row)
         for group in ([0, 1, 2], [0, 1], [0, 2], [1, 2]):
             members = [z[s] for s in group]
             mean = np.mean(members, 0)
-            val_mean = np.mean([vals[s][0] for s in group], 0)
-            rec = trust.record(mean, CLASSES, val_mean, vals[group[0]][1], members, ensemble=True)
-            loo = trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(members)).f1("all")
-            rows.append({"lab": lab, "kind": "ensemble", "members": len(group), "true_f1": macro_f1(y, mean),
-                         "printed": rec["macro_f1"], "loo": float(loo), "warnings": "; ".join(rec["warnings"])})
+            row = {"lab": lab, "kind": "ensemble", "members": len(group), "true_f1": macro_f1(y, mean),
+                   "agreement": trust.estimates(None, None, mean, members)["agreement"].f1("all"),
+                   "loo": trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(members)).f1("all")}
+            if warnings:
+                val_mean = np.mean([vals[s][0] for s in group], 0)
+                rec = trust.record(mean, CLASSES, val_mean, vals[group[0]][1], members, ensemble=True)
+                row["warnings"] = "; ".join(rec["warnings"])
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+ESTIMATORS = {"run": ["atc", "atc corrected", "constant"],
+              "ensemble": ["agreement", "loo", "loo corrected", "constant"]}
+
+
+def selection_bias(points: pd.DataFrame) -> dict:
+    """The mean signed error (estimate - truth) on the selection labs, per use: what the corrected estimators
+    subtract (single runs: ATC; ensembles of k: the leave-one-out agreement)."""
+    out = {}
+    for (kind, k), part in points.groupby(["kind", "members"]):
+        column = "atc" if kind == "run" else "loo"
+        out[(kind, int(k))] = float((part[column] - part["true_f1"]).mean())
+    return out
 
 
 def error_table(points: pd.DataFrame, constant: float, bias: dict) -> pd.DataFrame:
@@ -344,13 +365,11 @@ def error_table(points: pd.DataFrame, constant: float, bias: dict) -> pd.DataFra
     rng = np.random.default_rng(0)
     for (kind, k), part in points.groupby(["kind", "members"]):
         labs = part["lab"].unique()
-        for est in ["printed", "loo", "loo corrected", "constant"]:
-            if est.startswith("loo") and kind == "run":
-                continue
+        for est in ESTIMATORS[kind]:
             if est == "constant":
                 value = np.full(len(part), constant)
-            elif est == "loo corrected":  # the bias measured on the selection labs, subtracted
-                value = part["loo"].to_numpy() - bias[(kind, int(k))]
+            elif est.endswith(" corrected"):  # the bias measured on the selection labs, subtracted
+                value = part[est.removesuffix(" corrected")].to_numpy() - bias[(kind, int(k))]
             else:
                 value = part[est].to_numpy()
             err = value - part["true_f1"].to_numpy()
@@ -364,21 +383,49 @@ def error_table(points: pd.DataFrame, constant: float, bias: dict) -> pd.DataFra
     return pd.DataFrame(out)
 
 
+def measured_record(method: str, table: pd.DataFrame, constant: float, bias: dict, labs: int) -> dict:
+    """trust.json (version 3): per use, the printed estimator, the correction it subtracts (from the selection
+    labs) and its errors on the confirmation labs beside the constant guess's; `beats_constant` when both its
+    mean and 90th-percentile errors are below the guess's (the commands print an estimate only then)."""
+    conf = table[table["labs_of"] == "confirmation"].set_index(["use", "estimator"])
+
+    def use(name: str, column: str, key: tuple, **fields) -> dict:
+        row, guess = conf.loc[(name, column)], conf.loc[(name, "constant")]
+        return {**fields, "correction": round(bias[key], 4), "bias": round(float(row["bias"]), 4),
+                "macro_f1_error_mean": round(float(row["mae"]), 4), "macro_f1_error_p90": round(float(row["p90"]), 4),
+                "macro_f1_error_p90_interval": [round(float(row["p90_lo"]), 4), round(float(row["p90_hi"]), 4)],
+                "constant_error_mean": round(float(guess["mae"]), 4), "constant_error_p90": round(float(guess["p90"]), 4),
+                "points": int(row["points"]), "labs": labs,
+                "beats_constant": bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])}
+
+    single = use("single run", "atc corrected", ("run", 1), estimator="atc-mc", macro="all",
+                 source_val_batchnorm="source")
+    ensembles = {str(k): use(f"ensemble ({k})", "loo corrected", ("ensemble", k), estimator="loo-agreement",
+                             macro="all", members=k) for k in (2, 3)}
+    from studies.protocol import provenance
+
+    return {"provenance": provenance("python -m studies.stress_study errors", "docs/stress.md"),
+            "version": 3, "method": method,
+            "constant": round(constant, 4), "single": single, "ensemble": ensembles}
+
+
 @app.command()
 @user_errors
 def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
-           method: Annotated[str, typer.Option(help="The method whose printed estimates are measured.")] = "kit",
-           docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/stress")):
-    """How far the printed label-free estimates are from the truth, single runs and ensembles, on the selection
-    (where the constant guess and the bias correction come from) and confirmation labs; and how often each
-    warning fires on runs that are bad (true macro F1 below 0.5) and good."""
-    from submission.data.files import write_csv
+           method: Annotated[str, typer.Option(help="The method whose printed estimates are measured.")] = "own-norm",
+           docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/stress"),
+           measured: Annotated[bool, typer.Option(help="Write submission/measured/trust.json (the shipped method's "
+                                                       "estimators and error bars).")] = True):
+    """How far the label-free estimates are from the truth, single runs and ensembles, on the selection (where the
+    constant guess and the bias corrections come from) and confirmation labs; and how often each warning fires on
+    runs that are bad (true macro F1 below 0.5) and good. For the shipped method, writes the commands' error bars."""
+    from submission.data.files import write_csv, write_json
+    from submission.scoring import trust
 
     sel = estimate_points(out, bank, method, P.SELECTION_LABS)
     conf = estimate_points(out, bank, method, P.CONFIRMATION_LABS)
     constant = float(sel["true_f1"].mean())
-    bias = {(k, int(m)): float((p["loo"] - p["true_f1"]).mean()) for (k, m), p in sel.groupby(["kind", "members"])
-            if k == "ensemble"}
+    bias = selection_bias(sel)
     tables = []
     for name, points in (("selection", sel), ("confirmation", conf)):
         if len(points):
@@ -387,6 +434,14 @@ def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
             tables.append(t)
     table = pd.concat(tables)
     write_csv(Path(docs) / f"errors_{method.replace(' ', '_')}.csv", table.round(4))
+    print(f"constant guess (selection mean): {constant:.3f}; selection biases: {bias}")
+    print(table.round(3).to_string(index=False))
+    shipped = json.loads((trust.MEASURED.parent / "stress_choice.json").read_text())["default"]
+    if measured and method == shipped and len(conf):
+        write_json(trust.MEASURED, measured_record(method, table, constant, bias, conf["lab"].nunique()))
+        print(f"wrote {trust.MEASURED}")
+    sel = estimate_points(out, bank, method, P.SELECTION_LABS, warnings=True)  # the warnings as the commands print them
+    conf = estimate_points(out, bank, method, P.CONFIRMATION_LABS, warnings=True)
     fired = []
     for points_name, points in (("selection", sel), ("confirmation", conf)):
         for kind, part in points.groupby("kind"):
@@ -397,8 +452,6 @@ def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
                               "fires_on_bad": float(hit[bad].mean()) if bad.any() else float("nan"),
                               "fires_on_good": float(hit[~bad].mean()) if (~bad).any() else float("nan")})
     write_csv(Path(docs) / f"warnings_{method.replace(' ', '_')}.csv", pd.DataFrame(fired).round(3))
-    print(f"constant guess (selection mean): {constant:.3f}; ensemble leave-one-out bias on selection: {bias}")
-    print(table.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -175,3 +175,67 @@ def test_leave_one_out_agreement_matches_a_loop_and_never_counts_a_member_agains
     assert (trust.loo_agreement_correctness(same) == 1).all()
     with pytest.raises(ValueError):
         trust.loo_agreement_correctness(members[:1])
+
+
+def _measured(beats=True):
+    err = {"macro_f1_error_p90": 0.2, "constant_error_p90": 0.37, "points": 20, "labs": 20, "beats_constant": beats}
+    return {"constant": 0.72,
+            "single": {"estimator": "atc-mc", "macro": "all", "correction": 0.05, **err},
+            "ensemble": {"2": {"estimator": "loo-agreement", "macro": "all", "members": 2, "correction": -0.15, **err},
+                         "3": {"estimator": "loo-agreement", "macro": "all", "members": 3, "correction": -0.1, **err}}}
+
+
+def test_the_printed_estimate_is_the_measured_estimator_less_its_correction(monkeypatch):
+    """A single run: ATC (max probability) over every class, less the single-run correction; an ensemble of k:
+    the leave-one-out agreement less the k-member correction (a larger ensemble takes the largest measured k)."""
+    from submission.scoring.validators import softmax
+
+    monkeypatch.setattr(trust, "measured", _measured)
+    classes = [str(c) for c in range(5)]
+    src, labels = _data(seed=1)
+    members = [_data(seed=s, signal=1.0)[0] for s in (2, 3, 4, 5)]
+    one = trust.record(members[0], classes, src, labels, others=[])
+    atc = trust.estimates(src, labels, members[0])["atc-mc"].macro_f1_all
+    assert one["use"] == "single" and one["macro_f1"] == pytest.approx(atc - 0.05, abs=1e-4)
+    assert one["macro_f1_error"] == 0.2 and one["constant"] == 0.72
+    for k, correction in ((2, -0.15), (3, -0.1), (4, -0.1)):
+        group = members[:k]
+        mean = np.mean(group, 0)
+        rec = trust.record(mean, classes, None, None, group, ensemble=True)  # needs no source validation
+        loo = trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(group)).macro_f1_all
+        assert rec["use"] == "ensemble" and rec["members"] == k and rec["estimator"] == "loo-agreement"
+        assert rec["macro_f1"] == pytest.approx(min(loo - correction, 1.0), abs=1e-4)
+        assert f"ensembles of {min(k, 3)}" in rec["measured_on"]
+    assert "within ± 0.37" in trust.summary_line(one) and "guessing 0.72" in trust.summary_line(one)
+
+
+def test_an_estimate_that_did_not_beat_the_constant_guess_is_not_given(monkeypatch):
+    monkeypatch.setattr(trust, "measured", lambda: _measured(beats=False))
+    src, labels = _data(seed=1)
+    rec = trust.record(_data(seed=2)[0], [str(c) for c in range(5)], src, labels, others=[])
+    assert not rec["available"] and "macro_f1" not in rec and "guessing 0.72" in rec["why"]
+    assert trust.summary_line(rec).startswith("estimated macro F1: not given")
+
+
+def test_the_shipped_error_bars_are_the_stress_studys_confirmation_rows():
+    """trust.json (version 3) holds, for the shipped default, the confirmation labs' errors of the printed
+    estimators as docs/results/stress/errors_*.csv holds them, beside the constant guess's."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    m = trust.measured()
+    root = Path(__file__).parents[1]
+    assert m["version"] == 3
+    assert m["method"] == json.loads((root / "submission/measured/stress_choice.json").read_text())["default"]
+    table = pd.read_csv(root / f"docs/results/stress/errors_{m['method']}.csv")
+    conf = table[table["labs_of"] == "confirmation"].set_index(["use", "estimator"])
+    uses = [("single run", "atc corrected", m["single"])] + [(f"ensemble ({k})", "loo corrected", r)
+                                                             for k, r in m["ensemble"].items()]
+    for use, column, rec in uses:
+        row, guess = conf.loc[(use, column)], conf.loc[(use, "constant")]
+        assert rec["macro_f1_error_p90"] == pytest.approx(row["p90"], abs=1e-4)
+        assert rec["bias"] == pytest.approx(row["bias"], abs=1e-4)
+        assert rec["constant_error_p90"] == pytest.approx(guess["p90"], abs=1e-4)
+        assert rec["beats_constant"] == bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])

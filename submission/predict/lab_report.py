@@ -84,11 +84,12 @@ def _figure(src: str, row, note: str = "") -> str:
 def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dict | None) -> str:
     est = rec or {}
     if est.get("available"):
-        head = (f'<p class="big">Estimated macro F1 <b>{est["macro_f1"]:.2f} ± {est["macro_f1_error"]:.2f}</b>, '
-                f'accuracy {est["accuracy"]:.2f} ± {est["accuracy_error"]:.2f}</p><p class="note">Label-free estimate '
-                f'({html.escape(est["estimator"])}); 9 in 10 of {html.escape(est["measured_on"])} were within the ±.</p>')
+        head = (f'<p class="big">Estimated macro F1 <b>{est["macro_f1"]:.2f} ± {est["macro_f1_error"]:.2f}</b></p>'
+                f'<p class="note">Label-free estimate ({html.escape(est["estimator"])}); 9 in 10 of '
+                f'{html.escape(est["measured_on"])} were within the ±; guessing {est["constant"]:.2f} for every lab was '
+                f'within ± {est["constant_error"]:.2f}.</p>')
     else:
-        head = f'<p class="big">Estimated macro F1: not available</p><p class="note">{html.escape(est.get("why", ""))}</p>'
+        head = f'<p class="big">Estimated macro F1: not given</p><p class="note">{html.escape(est.get("why", ""))}</p>'
     if est.get("agreement") is not None:
         head += f'<p>The members agree on <b>{est["agreement"]:.0%}</b> of the cells.</p>'
     warns = "".join(f"<li>{html.escape(w)}</li>" for w in est.get("warnings", []))

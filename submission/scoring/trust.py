@@ -190,22 +190,39 @@ def blend(a: Estimate, b: Estimate) -> Estimate:
 
 
 def measured() -> dict:
-    """What the trust study chose and measured on the lab bank: per use ("single": one run, calibrated on its
-    source validation; "members": a prediction with other runs beside it), the estimator, its macro F1 (over
-    the classes "present" or "all"), the BatchNorm statistics of the source-validation cells ("same" as the
-    target's, or the training "source" ones) and the error bars."""
+    """What the stress study measured for the shipped method (trust.json, version 3): the constant guess (the
+    selection labs' mean macro F1); per use ("single": one run, calibrated on its source validation; "ensemble":
+    {k: an ensemble of k members}) the estimator, the correction it subtracts (its bias on the selection labs)
+    and its errors on the confirmation labs beside the constant guess's."""
     return json.loads(MEASURED.read_text())
 
 
-def chosen_estimate(rec: dict, est: dict) -> tuple[Estimate | None, str]:
-    """The estimate a record names, from estimates(): (Estimate or None, its macro-F1 mode)."""
-    return est.get(rec["estimator"]), rec["macro"]
+def rule(members: int) -> dict:
+    """The measured record behind the estimate of a prediction of `members` runs (1: a single run); an ensemble
+    larger than any measured takes the largest measured size's record (its `members` says which)."""
+    m = measured()
+    if members < 2:
+        return m["single"]
+    sizes = sorted(int(k) for k in m["ensemble"])
+    return m["ensemble"][str(max([k for k in sizes if k <= members], default=sizes[0]))]
+
+
+def rule_estimate(rec: dict, target_logits: np.ndarray, source_logits=None, source_labels=None,
+                  members: list | tuple = ()) -> Estimate | None:
+    """The estimate a measured record names (before its correction): leave-one-out agreement of the members,
+    or a source-calibrated estimator of estimates() (None without source validation)."""
+    if rec["estimator"] == "loo-agreement":
+        return from_correctness(softmax(target_logits), loo_agreement_correctness(list(members)))
+    if source_logits is None or source_labels is None or len(source_labels) == 0:
+        return None
+    return estimates(source_logits, source_labels, target_logits)[rec["estimator"]]
 
 
 def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_logits: np.ndarray) -> float:
-    """The single-run estimator's macro F1 of a target prediction (the `estimate` checkpoint choice's score)."""
-    e, over = chosen_estimate(measured()["single"], estimates(source_logits, source_labels, target_logits))
-    return float(e.f1(over))
+    """The single-run estimate of a target prediction's macro F1, corrected (the `estimate` checkpoint choice's
+    score, and the do-no-harm check's)."""
+    rec = rule(1)
+    return float(rule_estimate(rec, target_logits, source_logits, source_labels).f1(rec["macro"]) - rec["correction"])
 
 
 # In the commands: infer.py and ensemble.py print and record (in the JSON beside the predictions) the estimate
@@ -232,29 +249,35 @@ def read_source_val(path: Path, classes: list[str]) -> tuple[pd.DataFrame, np.nd
 
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
            others: list[np.ndarray], ensemble: bool = False, why_not: str | None = None) -> dict:
-    """The trust record of one prediction: a run's (`others`: the other runs on the same images) or an
-    ensemble's mean logits (`others`: every member). The estimate the trust study chose for that use (one
-    run alone, or with other runs beside it) with its measured error, the members' agreement, per-class
-    expected F1, and the warnings."""
-    use = "members" if len(others) else "single"
-    rule = measured()[use]
-    est = estimates(val_logits, val_labels, logits, others)
+    """The trust record of one prediction: a run's (`others`: the other runs on the same images, for their
+    agreement) or an ensemble's mean logits (`others`: every member). The estimate the stress study measured
+    for that use (a single run, or an ensemble of that many members), corrected by its bias on the selection
+    labs, with its measured 90th-percentile error beside the constant guess's; not given when it did not beat
+    the constant guess. Also the members' agreement, per-class expected F1 and the warnings."""
+    n = len(others) if ensemble else 1
+    rec, m = rule(n), measured()
     group = list(others) if ensemble else [logits, *others]
-    agree = member_agreement(group) if len(group) > 1 else None
     counts = np.bincount(np.asarray(logits).argmax(1), minlength=len(classes))
-    out = {"estimator": rule["estimator"], "macro": rule["macro"], "use": use,
-           "measured_on": f"{rule['points']} runs and ensembles on {rule['labs']} confirmation labs of the lab bank",
-           "agreement": agree, "predicted_counts": dict(zip(classes, counts.tolist()))}
-    e, over = chosen_estimate(rule, est)
+    kind = "single runs" if n == 1 else f"ensembles of {rec['members']}"
+    out = {"estimator": rec["estimator"], "macro": rec["macro"], "use": "single" if n == 1 else "ensemble",
+           "members": n, "measured_on": f"{rec['points']} {kind} on the {rec['labs']} confirmation labs of the stress study",
+           "constant": m["constant"], "constant_error": rec["constant_error_p90"],
+           "agreement": member_agreement(group) if len(group) > 1 else None,
+           "predicted_counts": dict(zip(classes, counts.tolist()))}
+    e = rule_estimate(rec, logits, val_logits, val_labels, others)
     if e is None:
         out.update(available=False, why=why_not or "no source validation to calibrate on")
+    elif not rec["beats_constant"]:
+        out.update(available=False, why=f"on {out['measured_on']} this estimate erred no less than guessing "
+                                        f"{m['constant']:.2f} for every lab")
     else:
-        out.update(available=True, accuracy=round(e.accuracy, 4), accuracy_error=rule["accuracy_error_p90"],
-                   macro_f1=round(e.f1(over), 4), macro_f1_error=rule["macro_f1_error_p90"],
+        value = float(np.clip(e.f1(rec["macro"]) - rec["correction"], 0, 1))
+        out.update(available=True, macro_f1=round(value, 4), correction=rec["correction"],
+                   macro_f1_error=rec["macro_f1_error_p90"],
                    per_class_f1={c: round(float(v), 4) for c, v in zip(classes, e.per_class_f1)})
-        if est["source-val"] is not None:
-            out["source_val"] = {"accuracy": round(est["source-val"].accuracy, 4),
-                                 "macro_f1": round(est["source-val"].macro_f1, 4)}
+    if val_logits is not None and val_labels is not None and len(val_labels):
+        obs = observed(softmax(val_logits), np.asarray(val_labels))
+        out["source_val"] = {"accuracy": round(obs.accuracy, 4), "macro_f1": round(obs.macro_f1, 4)}
     out["warnings"] = warnings(out, classes)
     return out
 
@@ -277,10 +300,11 @@ def warnings(rec: dict, classes: list[str]) -> list[str]:
 
 def summary_line(rec: dict) -> str:
     if not rec.get("available"):
-        return f"estimated macro F1: not available ({rec['why']})"
-    text = (f"estimated accuracy {rec['accuracy']:.2f} ± {rec['accuracy_error']:.2f}, macro F1 {rec['macro_f1']:.2f} "
-            f"± {rec['macro_f1_error']:.2f} (label-free, {rec['estimator']}; 9 in 10 of {rec['measured_on']} were "
-            "within the ±)")
+        text = f"estimated macro F1: not given ({rec['why']})"
+    else:
+        text = (f"estimated macro F1 {rec['macro_f1']:.2f} ± {rec['macro_f1_error']:.2f} (label-free, {rec['estimator']}; "
+                f"9 in 10 of {rec['measured_on']} were within the ±, guessing {rec['constant']:.2f} for every lab "
+                f"within ± {rec['constant_error']:.2f})")
     if rec["agreement"] is not None:
         text += f"; members agree on {rec['agreement']:.0%} of the cells"
     return text
