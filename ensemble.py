@@ -230,7 +230,8 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
     """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
     every member has them on the same cells; the members' agreement in any case."""
     from submission.data.targets import logits_kind
-    from submission.scoring.trust import print_record, read_source_val, record
+    from submission.predict.submit import read_source_val
+    from submission.scoring.trust import print_record, record
 
     classes = list(mean.columns[1:])
     order = mean["Image"]

@@ -190,7 +190,7 @@ def _do_no_harm(reference: Path, written: list, vals: list, target, options: dic
 def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
     """The logits CSV, the source-validation logits beside it (when predicted) and the JSON saying what they hold."""
     from submission.data.files import write_csv, write_json
-    from submission.scoring.trust import source_val_name, write_source_val
+    from submission.predict.submit import source_val_name, write_source_val
 
     write_csv(dest, frame)
     dest.with_name(source_val_name(dest)).unlink(missing_ok=True)  # never one of another prediction

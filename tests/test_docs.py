@@ -82,3 +82,37 @@ def test_the_readmes_demo_numbers_are_the_committed_run_record():
     est = rec["ensemble"]["estimate"]
     assert f"estimate was {est['macro_f1']:.2f} ± {est['macro_f1_error']:.2f}" in text
     assert f"{rec['seconds']['total']} s after installation" in text and rec["machine"]["cpu"] in text
+
+
+MEASURED_NUMBER = re.compile(r"(?<!Python )(?<![\w.])[+-]?\d?\.\d{2,3}(?![\w.])|\b\d+(\.\d+)?%|\b\d+ s\b|\b\d+(\.\d+)?x\b")
+
+
+def _paragraphs(text: str) -> list[str]:
+    """The README's prose paragraphs and list items (code blocks and tables left out)."""
+    blocks, current, code = [], [], False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            code = not code
+            continue
+        if code or line.startswith("|"):
+            continue
+        if not line.strip() or line.startswith(("- ", "#")):
+            blocks.append(" ".join(current))
+            current = [line] if line.strip() else []
+            continue
+        current.append(line)
+    return [b for b in blocks + [" ".join(current)] if b]
+
+
+def test_every_measured_number_in_the_readme_links_its_table_or_record():
+    """A paragraph (or list item) of the README that gives a score, a share, a time or a ratio links, beside it,
+    the committed table or run record it comes from (under docs/ or submission/measured/)."""
+    bare = [p[:120] for p in _paragraphs((ROOT / "README.md").read_text())
+            if MEASURED_NUMBER.search(p) and not re.search(r"\]\((docs/|submission/measured/)", p)]
+    assert not bare, f"numbers without their table: {bare}"
+
+
+def test_the_readme_link_check_sees_a_bare_number():
+    assert len(_paragraphs("text\n\n- a gain of +0.255 on labs\n- linked 0.25 ([t](docs/t.md))\n\n```\n0.5\n```")) == 3
+    assert MEASURED_NUMBER.search("a gain of +0.255") and MEASURED_NUMBER.search("took 370 s")
+    assert not MEASURED_NUMBER.search("Python 3.11 and 25 um at 11.2 px/um")

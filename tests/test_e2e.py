@@ -1,6 +1,7 @@
 """End to end on the tiny demo: two runs, TTA inference, ensemble, a CSV that passes --check."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -286,9 +287,17 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
     from submission.demo.record import app as record_app
 
     (tmp_path / "timings.txt").write_text("generate 3\ntrain_seed0 10\ntotal 20\n")
-    dest = tmp_path / "record.json"
+    dest, paired = tmp_path / "record.json", tmp_path / "paired"  # the comparison: seed 1's file as both seeds'
+    for seed in (0, 1):
+        (paired / f"seed{seed}").mkdir(parents=True)
+        shutil.copy(runs / "seed1/logits_WBC2_best_tta.csv", paired / f"seed{seed}/logits_WBC2_best_tta.csv")
+    failed = runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
+                                        "--paired", str(paired), "--dest", str(dest)])
+    assert failed.exit_code == 1 and "submission.csv: run ensemble.py" in failed.output
+    shutil.copy(sub, paired / "submission.csv")
     _ok(runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
-                                   "--timings", str(tmp_path / "timings.txt"), "--dest", str(dest)]))
+                                   "--timings", str(tmp_path / "timings.txt"), "--dest", str(dest), "--paired",
+                                   str(paired)]))
     rec = json.loads(dest.read_text())
     truth = pd.read_csv(demo / "labels/WBC2.csv", dtype={"Image": str}).set_index("Image")["LabelID"]
     for seed in (0, 1):
@@ -299,6 +308,9 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
     assert rec["ensemble"]["macro_f1"] == round(f1_score(truth, ens, average="macro"), 4)
     assert rec["seconds"] == {"generate": 3, "train_seed0": 10, "total": 20} and rec["machine"]["cores"] >= 1
     assert len(rec["ensemble"]["per_class_f1"]) == 11
+    base = rec["without_adaptation"]  # paired: the same scoring of the runs without adaptation
+    assert base["seeds"]["seed0"]["macro_f1"] == base["seeds"]["seed1"]["macro_f1"] == rec["seeds"]["seed1"]["macro_f1"]
+    assert base["ensemble"]["macro_f1"] == rec["ensemble"]["macro_f1"]
 
 
 def test_a_lab_asks_labels_checks_chooses_and_teaches(demo, two_runs, tmp_path):

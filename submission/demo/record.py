@@ -104,8 +104,21 @@ def _taught(taught: Path | None, truth: pd.Series, split: str) -> dict | None:
     return out
 
 
+def _paired(paired: Path | None, truth: pd.Series, split: str) -> dict | None:
+    """The same weights without adaptation (re-targeted with the sources' normalisation): per seed and ensemble."""
+    if paired is None or not Path(paired).is_dir():
+        return None
+    sub = Path(paired) / "submission.csv"
+    if not sub.is_file():
+        raise KitError(f"no {sub}: run ensemble.py --runs {paired} --submission {sub}")
+    seeds = _seed_scores(truth, paired, split)
+    ensemble = scores(truth, pd.read_csv(sub, dtype={"Image": str}).set_index("Image")["LabelID"])
+    return {"seeds": {k: {"macro_f1": v["macro_f1"], "micro_f1": v["micro_f1"]} for k, v in seeds.items()},
+            "ensemble": {"macro_f1": ensemble["macro_f1"], "micro_f1": ensemble["micro_f1"]}}
+
+
 def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split: str = "WBC2",
-                taught: Path | None = None) -> dict:
+                taught: Path | None = None, paired: Path | None = None) -> dict:
     from submission.predict.submit import read_labels
 
     truth = read_labels(labels, split)
@@ -117,7 +130,7 @@ def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split
 
     return {"split": split, "seeds": seeds,
             "ensemble": {**scores(truth, sub), "estimate": _estimate(submission.with_suffix(".json"))},
-            "taught": _taught(taught, truth, split),
+            "taught": _taught(taught, truth, split), "without_adaptation": _paired(paired, truth, split),
             "seconds": timings, "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                             "torch_threads": torch.get_num_threads()},
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
@@ -144,12 +157,18 @@ def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = P
          submission: Annotated[Path, typer.Option(help="The ensemble's submission CSV.")] = Path("submission.csv"),
          timings: Annotated[Path | None, typer.Option(help="`step seconds` lines written by demo.sh.")] = None,
          taught: Annotated[Path | None, typer.Option(help="The runs taught with the lab's labels (train.py --labels --init).")] = None,
+         paired: Annotated[Path | None, typer.Option(help="The same runs without adaptation (train.py --init RUN "
+                                                          "--epochs 0 --target-norm source), with their submission.csv.")] = None,
          dest: Annotated[Path, typer.Option(help="The record to write.")] = Path("runs/demo_record.json")):
     """Write the demo's run record: scores per seed and for the ensemble, the estimates, timings, machine."""
-    record = make_record(runs, truth, submission, read_timings(timings), taught=taught)
+    record = make_record(runs, truth, submission, read_timings(timings), taught=taught, paired=paired)
     write_json(dest, record)
     f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in record["seeds"].items())
     print(f"{dest}: WBC2 macro F1 {f1}, ensemble {record['ensemble']['macro_f1']:.3f}")
+    if record["without_adaptation"]:
+        base = record["without_adaptation"]
+        f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in base["seeds"].items())
+        print(f"  the same weights without adaptation: {f1}, ensemble {base['ensemble']['macro_f1']:.3f}")
     for name, t in (record["taught"] or {}).items():
         print(f"  {name} taught with {t['taught_on']} of the lab's labels: WBC2 macro F1 "
               f"{record['seeds'][name]['macro_f1']:.3f} -> {t['macro_f1']:.3f} (the demo's labels, read only to score)")

@@ -144,3 +144,21 @@ def read_labels(path: Path, split: str) -> pd.Series:
     else:
         raise KitError(f"{path}: needs the columns Image and Label or LabelID")
     return pd.Series(ids.to_numpy(), index=frame["Image"].to_numpy())
+
+
+# The source-validation logits a run's label-free estimate is calibrated on, written by infer.py beside its target
+# logits (`source_val_...csv`: Image, label, one logit column per class).
+def source_val_name(logits_csv: str) -> str:
+    return "source_val_" + Path(logits_csv).name.removeprefix("logits_")
+
+
+def write_source_val(dest: Path, val, classes: list[str]) -> None:
+    frame = pd.DataFrame(val.logits, columns=classes)
+    frame.insert(0, "label", val.labels)
+    frame.insert(0, "Image", val.images)
+    write_csv(dest, frame)
+
+
+def read_source_val(path: Path, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.read_csv(path, dtype={"Image": str})
+    return frame.set_index("Image")[classes], frame["label"].to_numpy()

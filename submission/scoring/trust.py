@@ -15,9 +15,14 @@ F1 (the ratio of expected counts, as confidence-based performance estimation doe
   acc_T = acc_S - (conf_S - conf_T), and the same shift applied to the source's macro and per-class F1.
 - agreement (Jiang et al., ICLR 2022; Baek et al. 2022): p_i = the share of the other members that
   predict the same class as the one estimated (the ensemble: the share of members agreeing with it).
+- loo-agreement (an ensemble's): p_i = the share of members whose class is that of the mean of the other
+  members' logits (leave-one-out: a member never counts against a mean that includes it).
 - agreement+atc: the mean of the agreement and ATC (max-prob) estimates.
 - naive: source-validation scores as they are.
 Macro F1 is given over the classes present (as the challenge scores) and over every class (`macro_f1_all`).
+What the commands print (record(), from measured()): one run's ATC, an ensemble's leave-one-out agreement, each
+less its bias on the stress study's selection labs, with its 90th-percentile error on the confirmation labs
+beside the constant guess's; an estimate that did not beat the constant guess is not printed.
 """
 
 import json
@@ -25,7 +30,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from submission.scoring.validators import softmax
 
@@ -223,28 +227,6 @@ def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_lo
     score, and the do-no-harm check's)."""
     rec = rule(1)
     return float(rule_estimate(rec, target_logits, source_logits, source_labels).f1(rec["macro"]) - rec["correction"])
-
-
-# In the commands: infer.py and ensemble.py print and record (in the JSON beside the predictions) the estimate
-# the trust study chose, with its measured error, the members' agreement, per-class expected F1 and warnings.
-# The source-validation logits a run's estimate is calibrated on are written by infer.py beside its target logits
-# (`source_val_...csv`: Image, label, one logit column per class).
-def source_val_name(logits_csv: str) -> str:
-    return "source_val_" + Path(logits_csv).name.removeprefix("logits_")
-
-
-def write_source_val(dest: Path, val, classes: list[str]) -> None:
-    from submission.data.files import write_csv
-
-    frame = pd.DataFrame(val.logits, columns=classes)
-    frame.insert(0, "label", val.labels)
-    frame.insert(0, "Image", val.images)
-    write_csv(dest, frame)
-
-
-def read_source_val(path: Path, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    frame = pd.read_csv(path, dtype={"Image": str})
-    return frame.set_index("Image")[classes], frame["label"].to_numpy()
 
 
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
