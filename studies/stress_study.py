@@ -314,7 +314,7 @@ def estimate_points(out: Path, bank: Path, method: str, labs, warnings: bool = F
     ensemble, the members' agreement with the ensemble (version 2: a mean that includes the member) and the
     leave-one-out agreement. With `warnings`: the warnings the commands print (trust.record, as shipped)."""
     from submission.data.classes import CLASSES
-    from submission.scoring import trust
+    from submission.scoring import estimators, trust
     from submission.scoring.validators import softmax
 
     vals = {s: source_val(out, bank, method, s) for s in P.SEEDS}
@@ -326,7 +326,7 @@ def estimate_points(out: Path, bank: Path, method: str, labs, warnings: bool = F
         y, z = truth_ids(bank, lab), {s: np.load(f) for s, f in files.items()}
         for s in P.SEEDS:
             row = {"lab": lab, "kind": "run", "members": 1, "true_f1": macro_f1(y, z[s]),
-                   "atc": trust.estimates(*vals[s], z[s])["atc-mc"].f1("all")}
+                   "atc": estimators.estimates(*vals[s], z[s])["atc-mc"].f1("all")}
             if warnings:
                 row["warnings"] = "; ".join(trust.record(z[s], CLASSES, *vals[s], others=[])["warnings"])
             rows.append(row)
@@ -334,8 +334,8 @@ def estimate_points(out: Path, bank: Path, method: str, labs, warnings: bool = F
             members = [z[s] for s in group]
             mean = np.mean(members, 0)
             row = {"lab": lab, "kind": "ensemble", "members": len(group), "true_f1": macro_f1(y, mean),
-                   "agreement": trust.estimates(None, None, mean, members)["agreement"].f1("all"),
-                   "loo": trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(members)).f1("all")}
+                   "agreement": estimators.estimates(None, None, mean, members)["agreement"].f1("all"),
+                   "loo": estimators.from_correctness(softmax(mean), estimators.loo_agreement_correctness(members)).f1("all")}
             if warnings:
                 val_mean = np.mean([vals[s][0] for s in group], 0)
                 rec = trust.record(mean, CLASSES, val_mean, vals[group[0]][1], members, ensemble=True)
@@ -391,21 +391,23 @@ def measured_record(method: str, table: pd.DataFrame, constant: float, bias: dic
 
     def use(name: str, column: str, key: tuple, **fields) -> dict:
         row, guess = conf.loc[(name, column)], conf.loc[(name, "constant")]
-        return {**fields, "correction": round(bias[key], 4), "bias": round(float(row["bias"]), 4),
+        return {**fields, "bias": round(float(row["bias"]), 4),
                 "macro_f1_error_mean": round(float(row["mae"]), 4), "macro_f1_error_p90": round(float(row["p90"]), 4),
                 "macro_f1_error_p90_interval": [round(float(row["p90_lo"]), 4), round(float(row["p90_hi"]), 4)],
                 "constant_error_mean": round(float(guess["mae"]), 4), "constant_error_p90": round(float(guess["p90"]), 4),
                 "points": int(row["points"]), "labs": labs,
                 "beats_constant": bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])}
 
-    single = use("single run", "atc corrected", ("run", 1), estimator="atc-mc", macro="all",
-                 source_val_batchnorm="source")
-    ensembles = {str(k): use(f"ensemble ({k})", "loo corrected", ("ensemble", k), estimator="loo-agreement",
-                             macro="all", members=k) for k in (2, 3)}
+    single = use("single run", "atc corrected", ("run", 1), estimator="atc corrected", macro="all",
+                 source_val_batchnorm="source", terms={"atc": 1.0}, intercept=-round(bias[("run", 1)], 4))
+    ensembles = {str(k): use(f"ensemble ({k})", "loo corrected", ("ensemble", k), estimator="loo corrected",
+                             macro="all", members=k, terms={"loo": 1.0}, intercept=-round(bias[("ensemble", k)], 4))
+                 for k in (2, 3)}
     from studies.protocol import provenance
 
-    return {"provenance": provenance("python -m studies.stress_study errors", "docs/stress.md"),
-            "version": 3, "method": method,
+    return {"provenance": {**provenance("python -m studies.stress_study errors", "docs/stress.md"),
+                           "table": f"docs/results/stress/errors_{method.replace(' ', '_')}.csv"},
+            "version": 3, "method": method, "labs_named": "confirmation labs of the stress study",
             "constant": round(constant, 4), "single": single, "ensemble": ensembles}
 
 

@@ -26,7 +26,7 @@ from studies.trust_protocol import (
     pred_path,
 )
 from submission.data.files import atomic_path, write_csv, write_json
-from submission.scoring import trust
+from submission.scoring import estimators
 from submission.scoring.metrics import f1_scores
 
 MEASURED = Path("docs/results/trust/measured_v2.json")  # the kit reads the stress study's (version 3)
@@ -74,7 +74,7 @@ def _points(bank: Path, out: Path) -> pd.DataFrame:
                        "kind": "ensemble" if seed == "ensemble" else "run",
                        "true_acc": float(np.mean(pred == truth)), "true_f1": f1_scores(truth, pred)["macro_f1"]}
                 for variant in VARIANTS:
-                    _estimate_columns(row, trust.estimates(val[variant], labels, logits, others), variant)
+                    _estimate_columns(row, estimators.estimates(val[variant], labels, logits, others), variant)
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -244,7 +244,7 @@ def choice_points(bank: Path, out: Path, chosen: str) -> pd.DataFrame:
                 row = {"epoch": -1 if key == "avg" else int(key),
                        "source_val_f1": f1_scores(labels, val.argmax(1))["macro_f1"],
                        **target_scores(w1, CLASSES, 0.005, 1, 1.0),
-                       "target_estimate": trust.estimates(val, labels, w1)[name].f1(over),
+                       "target_estimate": estimators.estimates(val, labels, w1)[name].f1(over),
                        "wbc2_f1": f1_scores(truth, z[f"{key}|WBC2"].argmax(1))["macro_f1"]}
                 epochs.append(row)
             per_epoch, avg = epochs[:-1], epochs[-1]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from submission.scoring import trust
+from submission.scoring import estimators, trust
 
 
 def _data(n=400, k=5, seed=0, noise=1.5, signal=2.0):
@@ -18,9 +18,9 @@ def _data(n=400, k=5, seed=0, noise=1.5, signal=2.0):
 def test_temperature_minimises_nll_like_a_fine_grid():
     logits, labels = _data()
     for scale in (0.3, 1.0, 4.0):  # over- and under-confident logits
-        t = trust.fit_temperature(logits * scale, labels)
+        t = estimators.fit_temperature(logits * scale, labels)
         grid = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))
-        naive = grid[np.argmin([trust.nll(logits * scale, labels, g) for g in grid])]
+        naive = grid[np.argmin([estimators.nll(logits * scale, labels, g) for g in grid])]
         assert t == pytest.approx(naive, rel=2e-3)
 
 
@@ -31,7 +31,7 @@ def test_nll_and_softmax_match_a_loop():
     for z, y in zip(logits, labels):
         e = np.exp(z / t)
         naive -= np.log(e[y] / e.sum())
-    assert trust.nll(logits, labels, t) == pytest.approx(naive / len(labels))
+    assert estimators.nll(logits, labels, t) == pytest.approx(naive / len(labels))
     assert trust.softmax(logits, t).sum(1) == pytest.approx(np.ones(len(logits)))
 
 
@@ -40,13 +40,13 @@ def test_atc_threshold_matches_a_search_over_thresholds():
     for n in (10, 57, 200):
         scores = rng.random(n)
         correct = rng.random(n) < rng.random()
-        t = trust.atc_threshold(scores, correct)
+        t = estimators.atc_threshold(scores, correct)
         err = 1 - correct.mean()
         candidates = np.concatenate([[-np.inf], np.sort(scores) + 1e-12])
         best = min(abs(np.mean(scores < c) - err) for c in candidates)
         assert abs(np.mean(scores < t) - err) == pytest.approx(best)
-    assert trust.atc_threshold(np.array([0.2, 0.9]), np.array([True, True])) == -np.inf
-    assert trust.atc_threshold(np.array([0.2, 0.9]), np.array([False, False])) == np.inf
+    assert estimators.atc_threshold(np.array([0.2, 0.9]), np.array([True, True])) == -np.inf
+    assert estimators.atc_threshold(np.array([0.2, 0.9]), np.array([False, False])) == np.inf
 
 
 def test_atc_on_its_own_source_gives_the_source_accuracy():
@@ -54,21 +54,21 @@ def test_atc_on_its_own_source_gives_the_source_accuracy():
     probs = trust.softmax(logits)
     right = probs.argmax(1) == labels
     for kind in ("mc", "ne"):
-        s = trust.score(probs, kind)
-        assert np.mean(s >= trust.atc_threshold(s, right)) == pytest.approx(right.mean(), abs=1 / 300)
+        s = estimators.score(probs, kind)
+        assert np.mean(s >= estimators.atc_threshold(s, right)) == pytest.approx(right.mean(), abs=1 / 300)
 
 
 def test_scores_match_their_definitions():
     probs = trust.softmax(_data(n=30)[0])
-    assert trust.score(probs, "mc") == pytest.approx([max(p) for p in probs])
-    assert trust.score(probs, "ne") == pytest.approx([sum(q * np.log(q) for q in p) for p in probs])
+    assert estimators.score(probs, "mc") == pytest.approx([max(p) for p in probs])
+    assert estimators.score(probs, "ne") == pytest.approx([sum(q * np.log(q) for q in p) for p in probs])
 
 
 def test_expected_counts_match_a_loop():
     rng = np.random.default_rng(2)
     probs = trust.softmax(rng.normal(0, 2, (50, 4)))
     p = rng.random(50)
-    tp, fp, fn = trust.expected_counts(probs, p)
+    tp, fp, fn = estimators.expected_counts(probs, p)
     n_tp, n_fp, n_fn = np.zeros(4), np.zeros(4), np.zeros(4)
     for row, pi in zip(probs, p):
         c = int(np.argmax(row))
@@ -93,13 +93,13 @@ def test_known_correctness_and_truth_gives_the_true_scores():
     wrong = pred != labels
     probs[np.flatnonzero(wrong), labels[wrong]] = 0.4
     probs /= probs.sum(1, keepdims=True)
-    est = trust.from_correctness(probs, (~wrong).astype(float))
+    est = estimators.from_correctness(probs, (~wrong).astype(float))
     assert est.accuracy == pytest.approx(np.mean(~wrong))
     assert est.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-6)
     assert est.per_class_f1 == pytest.approx(f1_score(labels, pred, average=None, labels=range(k)), abs=1e-6)
     every = f1_score(labels, pred, average="macro", labels=range(k), zero_division=0)
     assert est.macro_f1_all == pytest.approx(every, abs=1e-6) and est.f1("all") == est.macro_f1_all
-    obs = trust.observed(probs, labels)
+    obs = estimators.observed(probs, labels)
     assert obs.macro_f1 == pytest.approx(f1_score(labels, pred, average="macro"))
 
 
@@ -108,14 +108,14 @@ def test_macro_over_all_classes_counts_a_vanished_class_as_zero():
     expected macro F1 is perfect; over all classes it is 1/K."""
     probs = np.full((30, 4), 1e-9)
     probs[:, 0] = 1.0
-    est = trust.from_correctness(probs, np.ones(30))
+    est = estimators.from_correctness(probs, np.ones(30))
     assert est.macro_f1 == pytest.approx(1.0) and est.macro_f1_all == pytest.approx(0.25)
 
 
 def test_the_blend_is_the_mean_of_agreement_and_atc():
     logits, labels = _data(n=200, seed=6)
     t_logits = _data(n=200, seed=7, signal=1.0)[0]
-    est = trust.estimates(logits, labels, t_logits, [t_logits + 0.5 * _data(n=200, seed=8)[0]])
+    est = estimators.estimates(logits, labels, t_logits, [t_logits + 0.5 * _data(n=200, seed=8)[0]])
     b = est["agreement+atc"]
     assert b.accuracy == pytest.approx((est["agreement"].accuracy + est["atc-mc"].accuracy) / 2)
     assert b.per_class_f1 == pytest.approx((est["agreement"].per_class_f1 + est["atc-mc"].per_class_f1) / 2)
@@ -123,24 +123,24 @@ def test_the_blend_is_the_mean_of_agreement_and_atc():
 
 def test_agreement_matches_pairwise_counts():
     a, b, c = (np.eye(3)[i] for i in ([0, 1, 2, 0], [0, 1, 1, 0], [2, 1, 2, 0]))
-    assert trust.member_agreement([a, b, c]) == pytest.approx(np.mean([3 / 4, 3 / 4, 2 / 4]))
-    assert trust.member_agreement([a]) is None
-    assert trust.agreement_correctness(np.array([0, 1, 2, 0]), [b, c]) == pytest.approx([0.5, 1, 0.5, 1])
+    assert estimators.member_agreement([a, b, c]) == pytest.approx(np.mean([3 / 4, 3 / 4, 2 / 4]))
+    assert estimators.member_agreement([a]) is None
+    assert estimators.agreement_correctness(np.array([0, 1, 2, 0]), [b, c]) == pytest.approx([0.5, 1, 0.5, 1])
 
 
 def test_estimates_track_a_shift_and_need_source_validation():
     logits, labels = _data(n=600, seed=4)
     t_logits, t_labels = _data(n=600, seed=5, signal=0.8)  # a harder target
-    est = trust.estimates(logits, labels, t_logits)
+    est = estimators.estimates(logits, labels, t_logits)
     true_acc = np.mean(t_logits.argmax(1) == t_labels)
     assert est["source-val"].accuracy > true_acc + 0.1
     for name in ("calibrated", "atc-mc", "atc-ne", "doc"):
         assert abs(est[name].accuracy - true_acc) < abs(est["source-val"].accuracy - true_acc), name
     assert est["agreement"] is None
-    alone = trust.estimates(None, None, t_logits, [t_logits])
+    alone = estimators.estimates(None, None, t_logits, [t_logits])
     assert alone["atc-mc"] is None and alone["agreement"].accuracy == 1.0
     src_acc = np.mean(logits.argmax(1) == labels)
-    conf = lambda z: trust.softmax(z, trust.fit_temperature(logits, labels)).max(1).mean()  # noqa: E731
+    conf = lambda z: trust.softmax(z, estimators.fit_temperature(logits, labels)).max(1).mean()  # noqa: E731
     assert est["doc"].accuracy == pytest.approx(src_acc - (conf(logits) - conf(t_logits)))
 
 
@@ -168,26 +168,29 @@ def test_leave_one_out_agreement_matches_a_loop_and_never_counts_a_member_agains
         for j, z in enumerate(members):
             others = np.mean([m[i] for k, m in enumerate(members) if k != j], axis=0)
             naive[i] += (z[i].argmax() == others.argmax()) / len(members)
-    assert np.allclose(trust.loo_agreement_correctness(members), naive)
+    assert np.allclose(estimators.loo_agreement_correctness(members), naive)
     pair = members[:2]  # two members: their plain agreement
-    assert np.array_equal(trust.loo_agreement_correctness(pair), (pair[0].argmax(1) == pair[1].argmax(1)).astype(float))
+    assert np.array_equal(estimators.loo_agreement_correctness(pair), (pair[0].argmax(1) == pair[1].argmax(1)).astype(float))
     same = [members[0]] * 3  # identical members agree everywhere; one member alone has no estimate
-    assert (trust.loo_agreement_correctness(same) == 1).all()
+    assert (estimators.loo_agreement_correctness(same) == 1).all()
     with pytest.raises(ValueError):
-        trust.loo_agreement_correctness(members[:1])
+        estimators.loo_agreement_correctness(members[:1])
 
 
 def _measured(beats=True):
     err = {"macro_f1_error_p90": 0.2, "constant_error_p90": 0.37, "points": 20, "labs": 20, "beats_constant": beats}
-    return {"constant": 0.72,
-            "single": {"estimator": "atc-mc", "macro": "all", "correction": 0.05, **err},
-            "ensemble": {"2": {"estimator": "loo-agreement", "macro": "all", "members": 2, "correction": -0.15, **err},
-                         "3": {"estimator": "loo-agreement", "macro": "all", "members": 3, "correction": -0.1, **err}}}
+    return {"constant": 0.72, "labs_named": "test labs",
+            "single": {"estimator": "atc corrected", "macro": "all", "terms": {"atc": 1.0}, "intercept": -0.05, **err},
+            "ensemble": {"2": {"estimator": "loo corrected", "macro": "all", "members": 2, "terms": {"loo": 1.0},
+                               "intercept": 0.15, **err},
+                         "3": {"estimator": "linear", "macro": "all", "members": 3, "intercept": 0.1,
+                               "terms": {"loo": 0.5, "atc": 0.25, "classes": 0.2}, **err}}}
 
 
-def test_the_printed_estimate_is_the_measured_estimator_less_its_correction(monkeypatch):
-    """A single run: ATC (max probability) over every class, less the single-run correction; an ensemble of k:
-    the leave-one-out agreement less the k-member correction (a larger ensemble takes the largest measured k)."""
+def test_the_printed_estimate_is_the_measured_terms_plus_the_intercept(monkeypatch):
+    """A single run: ATC (max probability) over every class plus the single-run intercept; an ensemble of k: its
+    record's weighted terms (leave-one-out agreement, ATC on the members' mean source validation, the share of
+    classes predicted) plus its intercept, clipped to [0, 1]; a larger ensemble takes the largest measured k."""
     from submission.scoring.validators import softmax
 
     monkeypatch.setattr(trust, "measured", _measured)
@@ -195,17 +198,25 @@ def test_the_printed_estimate_is_the_measured_estimator_less_its_correction(monk
     src, labels = _data(seed=1)
     members = [_data(seed=s, signal=1.0)[0] for s in (2, 3, 4, 5)]
     one = trust.record(members[0], classes, src, labels, others=[])
-    atc = trust.estimates(src, labels, members[0])["atc-mc"].macro_f1_all
+    atc = estimators.estimates(src, labels, members[0])["atc-mc"].macro_f1_all
     assert one["use"] == "single" and one["macro_f1"] == pytest.approx(atc - 0.05, abs=1e-4)
     assert one["macro_f1_error"] == 0.2 and one["constant"] == 0.72
-    for k, correction in ((2, -0.15), (3, -0.1), (4, -0.1)):
+    pair = members[:2]
+    mean = np.mean(pair, 0)
+    rec = trust.record(mean, classes, None, None, pair, ensemble=True)  # needs no source validation
+    loo = estimators.from_correctness(softmax(mean), estimators.loo_agreement_correctness(pair)).macro_f1_all
+    assert rec["use"] == "ensemble" and rec["members"] == 2 and rec["estimator"] == "loo corrected"
+    assert rec["macro_f1"] == pytest.approx(min(loo + 0.15, 1.0), abs=1e-4) and "ensembles of 2" in rec["measured_on"]
+    for k in (3, 4):
         group = members[:k]
         mean = np.mean(group, 0)
-        rec = trust.record(mean, classes, None, None, group, ensemble=True)  # needs no source validation
-        loo = trust.from_correctness(softmax(mean), trust.loo_agreement_correctness(group)).macro_f1_all
-        assert rec["use"] == "ensemble" and rec["members"] == k and rec["estimator"] == "loo-agreement"
-        assert rec["macro_f1"] == pytest.approx(min(loo - correction, 1.0), abs=1e-4)
-        assert f"ensembles of {min(k, 3)}" in rec["measured_on"]
+        loo = estimators.from_correctness(softmax(mean), estimators.loo_agreement_correctness(group)).macro_f1_all
+        atc = estimators.estimates(src, labels, mean)["atc-mc"].macro_f1_all
+        share = len(set(mean.argmax(1))) / 5
+        rec = trust.record(mean, classes, src, labels, group, ensemble=True)
+        assert rec["macro_f1"] == pytest.approx(np.clip(0.1 + 0.5 * loo + 0.25 * atc + 0.2 * share, 0, 1), abs=1e-4)
+        assert "ensembles of 3" in rec["measured_on"]
+        assert not trust.record(mean, classes, None, None, group, ensemble=True)["available"]  # ATC needs the source
     assert "within ± 0.37" in trust.summary_line(one) and "guessing 0.72" in trust.summary_line(one)
 
 
@@ -218,8 +229,8 @@ def test_an_estimate_that_did_not_beat_the_constant_guess_is_not_given(monkeypat
 
 
 def test_the_shipped_error_bars_are_the_stress_studys_confirmation_rows():
-    """trust.json (version 3) holds, for the shipped default, the confirmation labs' errors of the printed
-    estimators as docs/results/stress/errors_*.csv holds them, beside the constant guess's."""
+    """trust.json holds, for the shipped default, the confirmation labs' errors of the printed estimators as the
+    table its provenance names holds them, beside the constant guess's."""
     import json
     from pathlib import Path
 
@@ -227,12 +238,12 @@ def test_the_shipped_error_bars_are_the_stress_studys_confirmation_rows():
 
     m = trust.measured()
     root = Path(__file__).parents[1]
-    assert m["version"] == 3
+    assert m["version"] >= 3
     assert m["method"] == json.loads((root / "submission/measured/stress_choice.json").read_text())["default"]
-    table = pd.read_csv(root / f"docs/results/stress/errors_{m['method']}.csv")
+    table = pd.read_csv(root / m["provenance"]["table"])
     conf = table[table["labs_of"] == "confirmation"].set_index(["use", "estimator"])
-    uses = [("single run", "atc corrected", m["single"])] + [(f"ensemble ({k})", "loo corrected", r)
-                                                             for k, r in m["ensemble"].items()]
+    uses = [("single run", m["single"]["estimator"], m["single"])] + [(f"ensemble ({k})", r["estimator"], r)
+                                                                      for k, r in m["ensemble"].items()]
     for use, column, rec in uses:
         row, guess = conf.loc[(use, column)], conf.loc[(use, "constant")]
         assert rec["macro_f1_error_p90"] == pytest.approx(row["p90"], abs=1e-4)

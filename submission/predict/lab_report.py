@@ -43,7 +43,7 @@ def thumbnail(path: Path, size: int = THUMB) -> str:
 
 def cell_table(mean: pd.DataFrame) -> pd.DataFrame:
     """Per cell: predicted class, its probability, the second class and its probability, entropy."""
-    from submission.scoring.trust import softmax
+    from submission.scoring.validators import softmax
 
     classes = list(mean.columns[1:])
     p = softmax(mean[classes].to_numpy(float))

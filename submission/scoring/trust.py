@@ -1,203 +1,27 @@
-"""How well a prediction probably is, without the target's labels: label-free estimates of accuracy and
-macro F1 from saved outputs (NumPy only). Inputs are the source-validation logits and labels of the
-same checkpoint (same TTA and BatchNorm statistics as the target's) and each member's target logits.
-
-Every estimator gives each target cell a probability of being right, `p`; a cell judged wrong is spread
-over the other classes by its calibrated probabilities. Expected counts then give accuracy and per-class
-F1 (the ratio of expected counts, as confidence-based performance estimation does):
-    TP_c = sum_{pred=c} p_i,  FP_c = sum_{pred=c} (1 - p_i),  FN_c = sum_{pred!=c} (1 - p_i) q_ic,
-    F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c),  q_ic = P_ic / (1 - P_i,pred)  (the other classes, renormalised).
-- expected F1 ("calibrated"): p_i = the temperature-scaled probability of the predicted class (Guo et al.
-  2017: one temperature fit on source validation by log-likelihood).
-- ATC (Garg et al., ICLR 2022): a threshold t on a score (max probability "mc", or negative entropy "ne")
-  such that the share of source-validation cells below t equals the source error; p_i = [score_i >= t].
-- DoC (Guillory et al., ICCV 2021): the source score minus the drop in mean confidence,
-  acc_T = acc_S - (conf_S - conf_T), and the same shift applied to the source's macro and per-class F1.
-- agreement (Jiang et al., ICLR 2022; Baek et al. 2022): p_i = the share of the other members that
-  predict the same class as the one estimated (the ensemble: the share of members agreeing with it).
-- loo-agreement (an ensemble's): p_i = the share of members whose class is that of the mean of the other
-  members' logits (leave-one-out: a member never counts against a mean that includes it).
-- agreement+atc: the mean of the agreement and ATC (max-prob) estimates.
-- naive: source-validation scores as they are.
-Macro F1 is given over the classes present (as the challenge scores) and over every class (`macro_f1_all`).
-What the commands print (record(), from measured()): one run's ATC, an ensemble's leave-one-out agreement, each
-less its bias on the stress study's selection labs, with its 90th-percentile error on the confirmation labs
-beside the constant guess's; an estimate that did not beat the constant guess is not printed.
+"""How far to trust a prediction without the target's labels: the label-free estimate of macro F1 the commands
+print (one run's, or an ensemble's), from the formulas of submission.scoring.estimators and the record the stress
+study measured for the shipped default (submission/measured/trust.json), with its error beside a constant guess's,
+the members' agreement, per-class expected F1 and the warnings. An estimate that did not beat the constant guess
+is not printed.
 """
 
 import json
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
+from submission.scoring.estimators import Estimate, classes_share, features, member_agreement, observed
 from submission.scoring.validators import softmax
 
 MEASURED = Path(__file__).parents[1] / "measured" / "trust.json"  # written by the trust study's report
 LOW_F1, LOW_AGREEMENT, LOW_CLASS_F1 = 0.5, 0.8, 0.2  # the trust study's warning levels (fixed with its rule)
-ESTIMATORS = ("calibrated", "atc-mc", "atc-ne", "doc", "agreement", "agreement+atc", "source-val")
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of the labels under softmax(logits / temperature)."""
-    z = np.asarray(logits, float) / temperature
-    z = z - z.max(1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-log_p[np.arange(len(labels)), labels].mean())
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature scaling: the T in [0.05, 20] that minimises the source-validation NLL (a log-spaced grid,
-    then golden-section search between the grid neighbours of its best point)."""
-    grid = np.linspace(np.log(0.05), np.log(20.0), 121)
-    losses = [nll(logits, labels, np.exp(g)) for g in grid]
-    i = int(np.argmin(losses))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    ratio = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
-        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if nll(logits, labels, np.exp(a)) < nll(logits, labels, np.exp(b)):
-            hi = b
-        else:
-            lo = a
-    return float(np.exp((lo + hi) / 2))
-
-
-def score(probs: np.ndarray, kind: str) -> np.ndarray:
-    """ATC's confidence score per cell: max probability ("mc") or negative entropy ("ne")."""
-    if kind == "mc":
-        return probs.max(1)
-    if kind == "ne":
-        return (probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
-    raise ValueError(f"unknown ATC score {kind!r}")
-
-
-def atc_threshold(scores: np.ndarray, correct: np.ndarray) -> float:
-    """The threshold t with the share of source cells below it closest to the source error: midway
-    between the two scores around that share (-inf when every cell is right, inf when none is)."""
-    s = np.sort(np.asarray(scores, float))
-    k = int(round((1 - np.mean(correct)) * len(s)))  # cells below t
-    if k == 0:
-        return -np.inf
-    if k == len(s):
-        return np.inf
-    return float((s[k - 1] + s[k]) / 2)
-
-
-def expected_counts(probs: np.ndarray, p_correct: np.ndarray):
-    """Expected TP, FP, FN per class when cell i (predicted argmax) is right with probability p_correct[i]
-    and, when wrong, of class c with probability q_ic (its other classes' probabilities, renormalised)."""
-    n, k = probs.shape
-    pred = probs.argmax(1)
-    onehot = np.eye(k)[pred]
-    other = probs * (1 - onehot)
-    q = other / np.clip(other.sum(1, keepdims=True), 1e-12, None)
-    wrong = (1 - p_correct)[:, None]
-    tp = (onehot * p_correct[:, None]).sum(0)
-    fp = (onehot * wrong).sum(0)
-    fn = (q * wrong).sum(0)
-    return tp, fp, fn
-
-
-def f1_from_counts(tp, fp, fn) -> tuple[np.ndarray, float, float]:
-    """Per-class F1, its macro mean over the classes predicted or expected present (>= 0.5 cells), as the
-    challenge's macro F1 averages over the classes in the truth or the prediction, and its mean over every
-    class (a lab assumed to hold every class the sources have: a class never predicted then counts as 0)."""
-    denom = 2 * tp + fp + fn
-    per_class = np.where(denom > 0, 2 * tp / np.clip(denom, 1e-12, None), 0.0)
-    present = (tp + fp > 0) | (tp + fn >= 0.5)
-    return per_class, float(per_class[present].mean()) if present.any() else 0.0, float(per_class.mean())
-
-
-class Estimate(NamedTuple):
-    accuracy: float
-    macro_f1: float  # over the classes present (predicted, or expected in the truth)
-    per_class_f1: np.ndarray
-    macro_f1_all: float  # over every class
-
-    def f1(self, over: str = "present") -> float:
-        return self.macro_f1_all if over == "all" else self.macro_f1
-
-
-def from_correctness(probs: np.ndarray, p_correct: np.ndarray) -> Estimate:
-    tp, fp, fn = expected_counts(probs, np.asarray(p_correct, float))
-    per_class, macro, macro_all = f1_from_counts(tp, fp, fn)
-    return Estimate(float(np.mean(p_correct)), macro, per_class, macro_all)
-
-
-def observed(probs: np.ndarray, labels: np.ndarray) -> Estimate:
-    """The scores of a prediction with its labels (source validation): accuracy, macro and per-class F1."""
-    k = probs.shape[1]
-    pred = probs.argmax(1)
-    tp = np.array([np.sum((pred == c) & (labels == c)) for c in range(k)], float)
-    fp = np.array([np.sum((pred == c) & (labels != c)) for c in range(k)], float)
-    fn = np.array([np.sum((pred != c) & (labels == c)) for c in range(k)], float)
-    per_class, macro, macro_all = f1_from_counts(tp, fp, fn)
-    return Estimate(float(np.mean(pred == labels)), macro, per_class, macro_all)
-
-
-def member_agreement(member_logits: list[np.ndarray]) -> float | None:
-    """Mean pairwise share of cells on which two members predict the same class (None for one member)."""
-    preds = [np.asarray(z).argmax(1) for z in member_logits]
-    pairs = [np.mean(a == b) for i, a in enumerate(preds) for b in preds[i + 1:]]
-    return float(np.mean(pairs)) if pairs else None
-
-
-def agreement_correctness(pred: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    """Per cell, the share of `others` (members' logits) predicting the class `pred` predicts."""
-    return np.mean([np.asarray(z).argmax(1) == pred for z in others], axis=0)
-
-
-def loo_agreement_correctness(member_logits: list[np.ndarray]) -> np.ndarray:
-    """Per cell, the share of members whose predicted class equals that of the mean of the other members'
-    logits (leave-one-out: a member is never compared with a mean that includes it). With 2 members this is
-    their plain agreement."""
-    zs = [np.asarray(z, np.float64) for z in member_logits]
-    if len(zs) < 2:
-        raise ValueError("leave-one-out agreement needs at least 2 members")
-    total = np.sum(zs, axis=0)
-    return np.mean([z.argmax(1) == ((total - z) / (len(zs) - 1)).argmax(1) for z in zs], axis=0)
-
-
-def estimates(source_logits: np.ndarray | None, source_labels: np.ndarray | None, target_logits: np.ndarray,
-              others: list[np.ndarray] | tuple = ()) -> dict[str, Estimate | None]:
-    """Every estimator's Estimate of the prediction `target_logits` (one run, or an ensemble's mean logits).
-    `others`: the other members' target logits (for a run) or every member's (for an ensemble), for the
-    agreement estimator. Without source validation only agreement is available (the rest None)."""
-    out: dict[str, Estimate | None] = dict.fromkeys(ESTIMATORS)
-    if others is not None and len(others):
-        pred = np.asarray(target_logits).argmax(1)
-        out["agreement"] = from_correctness(softmax(target_logits), agreement_correctness(pred, list(others)))
-    if source_logits is None or source_labels is None or len(source_labels) == 0:
-        return out
-    labels = np.asarray(source_labels)
-    temp = fit_temperature(source_logits, labels)
-    src, tgt = softmax(source_logits, temp), softmax(target_logits, temp)
-    src_obs = observed(src, labels)
-    out["source-val"] = src_obs
-    out["calibrated"] = from_correctness(tgt, tgt.max(1))
-    right = src.argmax(1) == labels
-    for kind in ("mc", "ne"):
-        t = atc_threshold(score(src, kind), right)
-        out[f"atc-{kind}"] = from_correctness(tgt, (score(tgt, kind) >= t).astype(float))
-    drop = src.max(1).mean() - tgt.max(1).mean()
-    out["doc"] = Estimate(src_obs.accuracy - drop, src_obs.macro_f1 - drop, np.clip(src_obs.per_class_f1 - drop, 0, 1),
-                          src_obs.macro_f1_all - drop)
-    if out["agreement"] is not None:
-        out["agreement+atc"] = blend(out["agreement"], out["atc-mc"])
-    return out
-
-
-def blend(a: Estimate, b: Estimate) -> Estimate:
-    """The mean of two estimates, field by field."""
-    return Estimate(*((x + y) / 2 for x, y in zip(a, b)))
 
 
 def measured() -> dict:
-    """What the stress study measured for the shipped method (trust.json, version 3): the constant guess (the
-    selection labs' mean macro F1); per use ("single": one run, calibrated on its source validation; "ensemble":
-    {k: an ensemble of k members}) the estimator, the correction it subtracts (its bias on the selection labs)
-    and its errors on the confirmation labs beside the constant guess's."""
+    """What was measured for the shipped method (trust.json): the constant guess; per use ("single": one run;
+    "ensemble": {k: an ensemble of k members}) the estimate as a sum of terms (each a named estimate of
+    estimators.features, or "classes", the share of classes predicted) plus an intercept, and its errors on
+    labs that played no part in its choice beside the constant guess's."""
     return json.loads(MEASURED.read_text())
 
 
@@ -212,51 +36,50 @@ def rule(members: int) -> dict:
 
 
 def rule_estimate(rec: dict, target_logits: np.ndarray, source_logits=None, source_labels=None,
-                  members: list | tuple = ()) -> Estimate | None:
-    """The estimate a measured record names (before its correction): leave-one-out agreement of the members,
-    or a source-calibrated estimator of estimates() (None without source validation)."""
-    if rec["estimator"] == "loo-agreement":
-        return from_correctness(softmax(target_logits), loo_agreement_correctness(list(members)))
-    if source_logits is None or source_labels is None or len(source_labels) == 0:
+                  members: list | tuple = ()) -> tuple[float, Estimate] | None:
+    """A record's estimate of macro F1, clipped to [0, 1], and the Estimate its per-class expected F1 comes from
+    (the first term's); None when a term needs what is missing (source validation, or 2 members)."""
+    est = features(target_logits, source_logits, source_labels, members)
+    terms = rec["terms"]
+    if any(t != "classes" and t not in est for t in terms):
         return None
-    return estimates(source_logits, source_labels, target_logits)[rec["estimator"]]
+    value = rec["intercept"] + sum(w * (classes_share(target_logits) if t == "classes" else est[t].f1(rec["macro"]))
+                                   for t, w in terms.items())
+    return float(np.clip(value, 0, 1)), est[next(t for t in terms if t != "classes")]
 
 
 def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_logits: np.ndarray) -> float:
-    """The single-run estimate of a target prediction's macro F1, corrected (the `estimate` checkpoint choice's
-    score, and the do-no-harm check's)."""
-    rec = rule(1)
-    return float(rule_estimate(rec, target_logits, source_logits, source_labels).f1(rec["macro"]) - rec["correction"])
+    """The single-run estimate of a target prediction's macro F1 (the `estimate` checkpoint choice's score, and
+    the do-no-harm check's)."""
+    return rule_estimate(rule(1), target_logits, source_logits, source_labels)[0]
 
 
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
            others: list[np.ndarray], ensemble: bool = False, why_not: str | None = None) -> dict:
     """The trust record of one prediction: a run's (`others`: the other runs on the same images, for their
-    agreement) or an ensemble's mean logits (`others`: every member). The estimate the stress study measured
-    for that use (a single run, or an ensemble of that many members), corrected by its bias on the selection
-    labs, with its measured 90th-percentile error beside the constant guess's; not given when it did not beat
-    the constant guess. Also the members' agreement, per-class expected F1 and the warnings."""
+    agreement) or an ensemble's mean logits (`others`: every member). The estimate measured for that use (a
+    single run, or an ensemble of that many members) with its 90th-percentile error beside the constant guess's;
+    not given when it did not beat the constant guess. Also the members' agreement, per-class expected F1 (not
+    corrected) and the warnings."""
     n = len(others) if ensemble else 1
     rec, m = rule(n), measured()
     group = list(others) if ensemble else [logits, *others]
     counts = np.bincount(np.asarray(logits).argmax(1), minlength=len(classes))
     kind = "single runs" if n == 1 else f"ensembles of {rec['members']}"
     out = {"estimator": rec["estimator"], "macro": rec["macro"], "use": "single" if n == 1 else "ensemble",
-           "members": n, "measured_on": f"{rec['points']} {kind} on the {rec['labs']} confirmation labs of the stress study",
+           "members": n, "measured_on": f"{rec['points']} {kind} on {rec['labs']} {m['labs_named']}",
            "constant": m["constant"], "constant_error": rec["constant_error_p90"],
            "agreement": member_agreement(group) if len(group) > 1 else None,
            "predicted_counts": dict(zip(classes, counts.tolist()))}
-    e = rule_estimate(rec, logits, val_logits, val_labels, others)
-    if e is None:
+    got = rule_estimate(rec, logits, val_logits, val_labels, others if ensemble else ())
+    if got is None:
         out.update(available=False, why=why_not or "no source validation to calibrate on")
     elif not rec["beats_constant"]:
         out.update(available=False, why=f"on {out['measured_on']} this estimate erred no less than guessing "
                                         f"{m['constant']:.2f} for every lab")
     else:
-        value = float(np.clip(e.f1(rec["macro"]) - rec["correction"], 0, 1))
-        out.update(available=True, macro_f1=round(value, 4), correction=rec["correction"],
-                   macro_f1_error=rec["macro_f1_error_p90"],
-                   per_class_f1={c: round(float(v), 4) for c, v in zip(classes, e.per_class_f1)})
+        out.update(available=True, macro_f1=round(got[0], 4), macro_f1_error=rec["macro_f1_error_p90"],
+                   per_class_f1={c: round(float(v), 4) for c, v in zip(classes, got[1].per_class_f1)})
     if val_logits is not None and val_labels is not None and len(val_labels):
         obs = observed(softmax(val_logits), np.asarray(val_labels))
         out["source_val"] = {"accuracy": round(obs.accuracy, 4), "macro_f1": round(obs.macro_f1, 4)}
