@@ -71,12 +71,12 @@ def stain_reference(method: str, source_images: list) -> dict | None:
         raise KitError(f"--stain-norm {method}: {e}") from None
 
 
-def stain_normed(images, stain: dict, dataset: str):
+def checked_stain_normed(images, stain: dict, dataset: str):
     """The images stain-normalised onto the run's reference; says how many of the images its statistics are computed
     from the method could not handle (kept as they are)."""
-    from submission.methods.stain import StainNormed
+    from submission.methods.stain import stain_normed
 
-    normed = StainNormed(images, stain)
+    normed = stain_normed(images, stain)
     pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), 2000)).astype(int))
     failed = normed.failures(pick)
     if failed:
@@ -140,7 +140,7 @@ class RunData:
         self.stain = stain_reference(cfg.stain_norm, [prepared[d][1] for d in SOURCES])
         for dataset, (frame, images) in prepared.items():
             if self.stain:
-                images = stain_normed(images, self.stain, dataset)
+                images = checked_stain_normed(images, self.stain, dataset)
                 prepared[dataset] = (frame, images)
             mean, std = dataset_stats(images, frame["path"].tolist(), parts[dataset][1], dataset, crops[dataset],
                                       cfg.work_size, cfg.cache_dir, self.stain)
@@ -236,10 +236,9 @@ class RunData:
                                              cfg.cache, cfg.cache_dir, cfg.workers, progress)
         if w_errors:
             raise KitError(f"--watch-split {cfg.watch_split}: {len(w_errors)} images cannot be read")
-        if self.stain:
-            from submission.methods.stain import StainNormed
+        from submission.methods.stain import stain_normed
 
-            w_images = StainNormed(w_images, self.stain)
+        w_images = stain_normed(w_images, self.stain)
         self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
         return cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
 

@@ -113,3 +113,8 @@ class StainNormed:
     def failures(self, indices) -> int:
         """How many of these images the method could not handle (kept as they are)."""
         return sum(not self.normalise(self.images[int(i)])[1] for i in indices)
+
+
+def stain_normed(images, reference: dict | None):
+    """The images as a run sees them: stain-normalised onto its reference, or as they are (no --stain-norm)."""
+    return StainNormed(images, reference) if reference else images

@@ -13,6 +13,7 @@ from submission.data.transforms import eval_transform
 from submission.errors import KitError, note, warn
 from submission.methods.adabn import guarded_batchnorm
 from submission.methods.prior import corrected_logits
+from submission.methods.stain import stain_normed
 from submission.methods.tta import predict_logits
 from submission.train.checkpoint import model_from_checkpoint
 from submission.train.step import fast_settings, resolve_device
@@ -84,15 +85,6 @@ def predict_run(ckpt: dict, target: Target, tta=True, device="auto", batch_size=
     return logits, SourceVal(val_logits, labels, names)
 
 
-def stain_normed(images, ckpt: dict):
-    """The images as the run saw them: stain-normalised onto its reference where it was trained with --stain-norm."""
-    if not ckpt.get("stain"):
-        return images
-    from submission.methods.stain import StainNormed
-
-    return StainNormed(images, ckpt["stain"])
-
-
 def _model_and_loader(ckpt: dict, target: Target, dev, batch_size, workers, cache, cache_dir, progress):
     """The checkpoint's model on `dev` (eval mode) and a loader of the target's images as the run saw its target."""
     norm = ckpt["normalization"][ckpt["target"]]
@@ -101,7 +93,7 @@ def _model_and_loader(ckpt: dict, target: Target, dev, batch_size, workers, cach
     if errors:
         raise KitError(f"{len(errors)} target images cannot be read, no predictions written: "
                        + "; ".join(msg for _, msg in errors))
-    dataset = CellDataset(stain_normed(images, ckpt), np.full(len(target.rel_paths), -1),
+    dataset = CellDataset(stain_normed(images, ckpt.get("stain")), np.full(len(target.rel_paths), -1),
                           eval_transform(ckpt["image_size"], norm["mean"], norm["std"]))
     model = model_from_checkpoint(ckpt).to(dev).eval()
     amp, channels_last = fast_settings(dev, True)
@@ -154,7 +146,7 @@ def source_val_set(ckpt: dict, cache=True, cache_dir="cache", workers=0, progres
             warn(f"source validation: {len(errors)} {dataset} images cannot be read: the estimates leave them out")
         norm = ckpt["normalization"][dataset]
         y = frame["label_id"].to_numpy()[keep]
-        parts.append(CellDataset(stain_normed(IndexedImages(images, keep), ckpt), y,
+        parts.append(CellDataset(stain_normed(IndexedImages(images, keep), ckpt.get("stain")), y,
                                  eval_transform(ckpt["image_size"], norm["mean"], norm["std"])))
         labels.append(y)
         names += [f"{dataset}/{p}" for p in frame["path"].to_numpy()[keep]]
