@@ -3,6 +3,7 @@ print for the kit's default, chosen on the stress study's 31 labs by leave-one-l
 
     python -m studies.lab_bank --dest bank --labs 121-130,stress15-24
     python -m studies.estimate_study run --bank bank --out stress-study --seeds 0,1,2
+    (with --development, and the stress study's labs in the bank, where its predictions are not at hand)
     python -m studies.estimate_study report --bank bank --out stress-study   # docs/results/estimate/, trust.json
 """
 
@@ -29,15 +30,20 @@ USES = {1: "single run", 2: "ensemble (2)", 3: "ensemble (3)"}
 @user_errors
 def run(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
         seeds: Annotated[str, typer.Option(help="Seeds to run here, comma-separated.")] = "0,1,2",
-        threads: Annotated[int, typer.Option(help="torch threads of this process.")] = 1):
+        threads: Annotated[int, typer.Option(help="torch threads of this process.")] = 1,
+        development: Annotated[bool, typer.Option(
+            "--development", help="Also the development labs (the stress study's labs), where its predictions are "
+                                  "not at hand: the same base runs and commands.")] = False):
     """The kit's default re-targeted to each confirmation lab and predicted as shipped (the stress study's way)."""
     t = time.time()
-    for lab in P.CONFIRMATION_LABS:
+    labs = (P.DEVELOPMENT_LABS if development else ()) + P.CONFIRMATION_LABS
+    for lab in labs:
         if not (Path(bank) / lab / "data").is_dir():
-            raise KitError(f"{lab} is not in {bank}: python -m studies.lab_bank --dest {bank} --labs 121-130,stress15-24")
+            raise KitError(f"{lab} is not in {bank}: python -m studies.lab_bank --dest {bank} --labs "
+                           f"{'1-6,111-120,stress0-14,' if development else ''}121-130,stress15-24")
         for seed in (int(s) for s in seeds.split(",")):
             S.lab_logits(out, bank, P.METHOD, lab, seed, threads)
-    print(f"{len(P.CONFIRMATION_LABS)} labs x seeds {seeds} in {time.time() - t:.0f}s")
+    print(f"{len(labs)} labs x seeds {seeds} in {time.time() - t:.0f}s")
 
 
 def points(out: Path, bank: Path, labs) -> pd.DataFrame:
