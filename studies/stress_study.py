@@ -416,11 +416,12 @@ def measured_record(method: str, table: pd.DataFrame, constant: float, bias: dic
 def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
            method: Annotated[str, typer.Option(help="The method whose printed estimates are measured.")] = "own-norm",
            docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/stress"),
-           measured: Annotated[bool, typer.Option(help="Write submission/measured/trust.json (the shipped method's "
-                                                       "estimators and error bars).")] = True):
+           record: Annotated[Path, typer.Option(help="Where the shipped method's estimators and error bars go (trust "
+                                                      "version 3; the kit prints the estimate study's version 4).")]
+           = Path("docs/results/stress/trust_v3.json")):
     """How far the label-free estimates are from the truth, single runs and ensembles, on the selection (where the
     constant guess and the bias corrections come from) and confirmation labs; and how often each warning fires on
-    runs that are bad (true macro F1 below 0.5) and good. For the shipped method, writes the commands' error bars."""
+    runs that are bad (true macro F1 below 0.5) and good. For the shipped method, the record of its estimators."""
     from submission.data.files import write_csv, write_json
     from submission.scoring import trust
 
@@ -439,9 +440,9 @@ def errors(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
     print(f"constant guess (selection mean): {constant:.3f}; selection biases: {bias}")
     print(table.round(3).to_string(index=False))
     shipped = json.loads((trust.MEASURED.parent / "stress_choice.json").read_text())["default"]
-    if measured and method == shipped and len(conf):
-        write_json(trust.MEASURED, measured_record(method, table, constant, bias, conf["lab"].nunique()))
-        print(f"wrote {trust.MEASURED}")
+    if method == shipped and len(conf):
+        write_json(record, measured_record(method, table, constant, bias, conf["lab"].nunique()))
+        print(f"wrote {record}")
     sel = estimate_points(out, bank, method, P.SELECTION_LABS, warnings=True)  # the warnings as the commands print them
     conf = estimate_points(out, bank, method, P.CONFIRMATION_LABS, warnings=True)
     fired = []

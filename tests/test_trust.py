@@ -228,7 +228,7 @@ def test_an_estimate_that_did_not_beat_the_constant_guess_is_not_given(monkeypat
     assert trust.summary_line(rec).startswith("estimated macro F1: not given")
 
 
-def test_the_shipped_error_bars_are_the_stress_studys_confirmation_rows():
+def test_the_shipped_error_bars_are_the_confirmation_rows_of_their_table():
     """trust.json holds, for the shipped default, the confirmation labs' errors of the printed estimators as the
     table its provenance names holds them, beside the constant guess's."""
     import json
