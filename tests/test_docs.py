@@ -82,6 +82,9 @@ def test_the_readmes_demo_numbers_are_the_committed_run_record():
     est = rec["ensemble"]["estimate"]
     assert f"estimate was {est['macro_f1']:.2f} ± {est['macro_f1_error']:.2f}" in text
     assert f"{rec['seconds']['total']} s after installation" in text and rec["machine"]["cpu"] in text
+    base = rec["without_adaptation"]  # the paired comparison: the same weights, the sources' normalisation
+    assert (f"{base['seeds']['seed0']['macro_f1']:.3f}, {base['seeds']['seed1']['macro_f1']:.3f} and "
+            f"{base['ensemble']['macro_f1']:.3f}") in text
 
 
 MEASURED_NUMBER = re.compile(r"(?<!Python )(?<![\w.])[+-]?\d?\.\d{2,3}(?![\w.])|\b\d+(\.\d+)?%|\b\d+ s\b|\b\d+(\.\d+)?x\b")
