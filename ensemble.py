@@ -229,6 +229,8 @@ def _trust_and_report(files, frames, mean, written: Path, target, report, min_co
 def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict:
     """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
     every member has them on the same cells; the members' agreement in any case."""
+    import json
+
     from submission.data.targets import logits_kind
     from submission.predict.submit import read_source_val
     from submission.scoring.trust import print_record, record
@@ -250,7 +252,9 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
         else:
             val_logits = np.mean([v.loc[vals[0][0].index].to_numpy() for v, _ in vals], 0)
             val_labels = vals[0][1]
-    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, ensemble=True, why_not=why)
+    configs = [json.loads((f.parent / "config.json").read_text()) for f in files if (f.parent / "config.json").is_file()]
+    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, ensemble=True, why_not=why,
+                 configs=configs)
     print_record(console, "ensemble", rec)
     return rec
 

@@ -18,6 +18,7 @@ import typer
 
 from studies import estimate_protocol as P
 from studies import stress_study as S
+from studies.stress_protocol import BUDGET
 from submission.errors import KitError, user_errors
 
 app = typer.Typer(add_completion=False, help="The estimate study: which label-free estimate the commands print.")
@@ -161,8 +162,25 @@ def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFr
                            "table": "docs/results/estimate/errors.csv",
                            "protocol": f"studies/estimate_protocol.py v{P.VERSION}"},
             "version": 4, "method": P.METHOD, "labs_named": "confirmation labs of the estimate study",
+            "measured_at": {"image_size": BUDGET["image_size"], "steps": BUDGET["epochs"] * BUDGET["iters_per_epoch"],
+                            "pretrained": False},
             "constant": round(constant, 4), "single": use(1, source_val_batchnorm="source"),
             "ensemble": {str(k): use(k, members=k) for k in (2, 3)}}
+
+
+def low_warning(conf: pd.DataFrame, models: dict) -> pd.DataFrame:
+    """How often "estimated macro F1 is low" (the chosen estimate below trust.LOW_F1) fires on the confirmation
+    labs' bad points (true macro F1 below it) and good ones."""
+    from submission.scoring.trust import LOW_F1
+
+    rows = []
+    for k, model in models.items():
+        part = conf[conf["members"] == k]
+        bad, fires = part["true_f1"].to_numpy() < LOW_F1, predict(model, part) < LOW_F1
+        rows.append({"use": USES[k], "points": len(part), "bad": int(bad.sum()),
+                     "fires_on_bad": float(fires[bad].mean()) if bad.any() else float("nan"),
+                     "fires_on_good": float(fires[~bad].mean()) if (~bad).any() else float("nan")})
+    return pd.DataFrame(rows)
 
 
 @app.command()
@@ -186,6 +204,9 @@ def report(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
     docs = Path(docs)
     write_csv(docs / "errors.csv", table.round(4))
     write_csv(docs / "points.csv", pd.concat([dev.assign(labs_of="development"), conf.assign(labs_of="confirmation")]).round(4))
+    low = low_warning(conf, models)
+    write_csv(docs / "low_warning.csv", low.round(3))
+    print(low.round(3).to_string(index=False))
     rec = record(models, chosen, conf_table, dev_table, float(dev["true_f1"].mean()))
     write_json(docs / "choice.json", {"chosen": {USES[k]: v for k, v in chosen.items()}, "record": rec})
     print(json.dumps({USES[k]: v for k, v in chosen.items()}))

@@ -250,3 +250,12 @@ def test_the_shipped_error_bars_are_the_confirmation_rows_of_their_table():
         assert rec["bias"] == pytest.approx(row["bias"], abs=1e-4)
         assert rec["constant_error_p90"] == pytest.approx(guess["p90"], abs=1e-4)
         assert rec["beats_constant"] == bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])
+
+
+def test_a_run_trained_at_another_budget_is_told_the_error_bar_may_not_hold():
+    at = trust.measured()["measured_at"]
+    same = {"image_size": at["image_size"], "epochs": 2, "iters_per_epoch": at["steps"] // 2, "pretrained": False}
+    assert trust.off_budget([same]) is None and trust.off_budget([]) is None
+    short = {**same, "iters_per_epoch": 1}
+    assert f"for 2 steps from scratch; the ± was measured at {at['image_size']} px" in trust.off_budget([same, short])
+    assert "from ImageNet weights" in trust.off_budget([{**same, "pretrained": True}])

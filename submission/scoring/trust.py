@@ -54,13 +54,28 @@ def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_lo
     return rule_estimate(rule(1), target_logits, source_logits, source_labels)[0]
 
 
+def off_budget(configs) -> str | None:
+    """A warning when a run was trained at another budget than the estimate's error was measured at (trust.json's
+    `measured_at`): image size, steps, ImageNet weights or not; None when every run matches (or none is known)."""
+    at = measured().get("measured_at")
+    want = at and (at["image_size"], at["steps"], at["pretrained"])
+    other = sorted({(c.get("image_size"), c.get("epochs", 0) * c.get("iters_per_epoch", 0), bool(c.get("pretrained")))
+                    for c in configs if c} - {want}, key=str)
+    if not at or not other:
+        return None
+    size, steps, pretrained = other[0]
+    return (f"trained at {size} px for {steps} steps {'from ImageNet weights' if pretrained else 'from scratch'}; the "
+            f"± was measured at {at['image_size']} px for {at['steps']} steps "
+            f"{'from ImageNet weights' if at['pretrained'] else 'from scratch'} and may not hold")
+
+
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
-           others: list[np.ndarray], ensemble: bool = False, why_not: str | None = None) -> dict:
+           others: list[np.ndarray], ensemble: bool = False, why_not: str | None = None, configs=()) -> dict:
     """The trust record of one prediction: a run's (`others`: the other runs on the same images, for their
     agreement) or an ensemble's mean logits (`others`: every member). The estimate measured for that use (a
     single run, or an ensemble of that many members) with its 90th-percentile error beside the constant guess's;
     not given when it did not beat the constant guess. Also the members' agreement, per-class expected F1 (not
-    corrected) and the warnings."""
+    corrected) and the warnings (`configs`: the runs' settings, to say when they differ from the measured budget)."""
     n = len(others) if ensemble else 1
     rec, m = rule(n), measured()
     group = list(others) if ensemble else [logits, *others]
@@ -84,6 +99,9 @@ def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None
         obs = observed(softmax(val_logits), np.asarray(val_labels))
         out["source_val"] = {"accuracy": round(obs.accuracy, 4), "macro_f1": round(obs.macro_f1, 4)}
     out["warnings"] = warnings(out, classes)
+    off = off_budget(configs) if out.get("available") else None
+    if off:
+        out["warnings"].append(off)
     return out
 
 
