@@ -5,6 +5,7 @@ print for the kit's default, chosen on the stress study's 31 labs by leave-one-l
     python -m studies.estimate_study run --bank bank --out stress-study --seeds 0,1,2
     (with --development, and the stress study's labs in the bank, where its predictions are not at hand)
     python -m studies.estimate_study report --bank bank --out stress-study   # docs/results/estimate/, trust.json
+    python -m studies.estimate_study pooled    # every candidate, leave one lab out over all labs (chooses nothing)
 """
 
 import json
@@ -214,6 +215,26 @@ def report(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
     if measured:
         write_json(trust.MEASURED, rec)
         print(f"wrote {trust.MEASURED}")
+
+
+@app.command()
+@user_errors
+def pooled(docs: Annotated[Path, typer.Option(help="Where report's points.csv is; the table goes there too.")]
+           = Path("docs/results/estimate")):
+    """Every candidate by leave-one-lab-out on all labs pooled (development and confirmation): how low an error
+    these candidates reach at all. Not a confirmation (every lab played a part); chooses nothing."""
+    from submission.data.files import write_csv
+
+    pts = pd.read_csv(Path(docs) / "points.csv")
+    rows = []
+    for k in P.GROUPS:
+        part = pts[pts["members"] == k]
+        for name in P.candidates(k):
+            rows.append({"use": USES[k], "estimator": name,
+                         **error_row(leave_one_lab_out(pts, name, k), part["lab"].to_numpy())})
+    table = pd.DataFrame(rows)
+    write_csv(Path(docs) / "pooled.csv", table.round(4))
+    print(table.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

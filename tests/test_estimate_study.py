@@ -54,3 +54,17 @@ def test_leave_one_lab_out_scores_each_lab_with_a_fit_on_the_others():
         c = (rest["true_f1"] - rest["atc"]).mean()
         want = np.clip(pts[held]["atc"] + c, 0, 1) - pts[held]["true_f1"]
         np.testing.assert_allclose(err[held], want, atol=1e-6)
+
+
+def test_pooled_scores_every_candidate_by_leave_one_lab_out_over_all_labs(tmp_path):
+    from typer.testing import CliRunner
+
+    rng = np.random.default_rng(1)
+    feats = ("atc", "calibrated", "doc", "classes", "loo", "agreement")
+    rows = [{"lab": f"lab{lab}", "members": k, "true_f1": rng.uniform(), **{f: rng.uniform() for f in feats}}
+            for lab in range(5) for k in P.GROUPS for _ in P.GROUPS[k]]
+    pd.DataFrame(rows).to_csv(tmp_path / "points.csv", index=False)
+    result = CliRunner().invoke(E.app, ["pooled", "--docs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "pooled.csv")
+    assert len(table) == sum(len(P.candidates(k)) for k in P.GROUPS) and set(table["labs"]) == {5}
