@@ -229,8 +229,6 @@ def _trust_and_report(files, frames, mean, written: Path, target, report, min_co
 def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict:
     """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
     every member has them on the same cells; the members' agreement in any case."""
-    import json
-
     from submission.data.targets import logits_kind
     from submission.predict.submit import read_source_val
     from submission.scoring.trust import print_record, record
@@ -238,9 +236,10 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
     classes = list(mean.columns[1:])
     order = mean["Image"]
     members = [f.set_index("Image").loc[order, classes].to_numpy() for f in frames]
+    kinds = [logits_kind(f) for f in files]  # each holds its run's settings ("config")
     vals, why = [], None
-    for f in files:
-        name = logits_kind(f).get("source_val_logits")
+    for f, kind in zip(files, kinds):
+        name = kind.get("source_val_logits")
         if not name or not (f.parent / name).is_file():
             why = f"{f} has no source-validation logits beside it (predicted with --no-estimate, or no held-out fold)"
             break
@@ -252,9 +251,8 @@ def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict
         else:
             val_logits = np.mean([v.loc[vals[0][0].index].to_numpy() for v, _ in vals], 0)
             val_labels = vals[0][1]
-    configs = [json.loads((f.parent / "config.json").read_text()) for f in files if (f.parent / "config.json").is_file()]
     rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, ensemble=True, why_not=why,
-                 configs=configs)
+                 configs=[kind.get("config") for kind in kinds])
     print_record(console, "ensemble", rec)
     return rec
 

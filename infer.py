@@ -211,11 +211,11 @@ def _estimates(written: list, vals: list, console) -> None:
     for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
         others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
         why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
-        config = dest.parent / "config.json"
-        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why,
-                     configs=[json.loads(config.read_text())] if config.is_file() else [])
         meta = dest.with_suffix(".json")
-        write_json(meta, {**json.loads(meta.read_text()), "trust": rec})
+        kind = json.loads(meta.read_text())  # written by _write, with the run's settings ("config")
+        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why,
+                     configs=[kind.get("config")])
+        write_json(meta, {**kind, "trust": rec})
         print_record(console, dest.parent.name, rec)
 
 

@@ -114,6 +114,12 @@ def leave_one_lab_out(dev: pd.DataFrame, name: str, members: int) -> np.ndarray:
     return err
 
 
+def candidate_errors(points: pd.DataFrame, members: int) -> dict:
+    """Each candidate's leave-one-lab-out error row on these points, by name."""
+    labs = points.loc[points["members"] == members, "lab"].to_numpy()
+    return {name: error_row(leave_one_lab_out(points, name, members), labs) for name in P.candidates(members)}
+
+
 def choose(dev: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Rule 5: per use, the lowest leave-one-lab-out 90th percentile (ties within TIE to the earlier)."""
     chosen, rows = {}, []
@@ -121,7 +127,7 @@ def choose(dev: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     for k in P.GROUPS:
         part = dev[dev["members"] == k]
         labs = part["lab"].to_numpy()
-        table = {name: error_row(leave_one_lab_out(dev, name, k), labs) for name in P.candidates(k)}
+        table = candidate_errors(dev, k)
         best = min(r["p90"] for r in table.values())
         chosen[k] = next(name for name, r in table.items() if r["p90"] <= best + P.TIE)
         guess = error_row(np.full(len(part), constant) - part["true_f1"].to_numpy(), labs)
@@ -226,13 +232,8 @@ def pooled(docs: Annotated[Path, typer.Option(help="Where report's points.csv is
     from submission.data.files import write_csv
 
     pts = pd.read_csv(Path(docs) / "points.csv")
-    rows = []
-    for k in P.GROUPS:
-        part = pts[pts["members"] == k]
-        for name in P.candidates(k):
-            rows.append({"use": USES[k], "estimator": name,
-                         **error_row(leave_one_lab_out(pts, name, k), part["lab"].to_numpy())})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([{"use": USES[k], "estimator": name, **row}
+                          for k in P.GROUPS for name, row in candidate_errors(pts, k).items()])
     write_csv(Path(docs) / "pooled.csv", table.round(4))
     print(table.round(3).to_string(index=False))
 

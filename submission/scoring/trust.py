@@ -58,15 +58,16 @@ def off_budget(configs) -> str | None:
     """A warning when a run was trained at another budget than the estimate's error was measured at (trust.json's
     `measured_at`): image size, steps, ImageNet weights or not; None when every run matches (or none is known)."""
     at = measured().get("measured_at")
-    want = at and (at["image_size"], at["steps"], at["pretrained"])
-    other = sorted({(c.get("image_size"), c.get("epochs", 0) * c.get("iters_per_epoch", 0), bool(c.get("pretrained")))
-                    for c in configs if c} - {want}, key=str)
-    if not at or not other:
+    if not at:
         return None
-    size, steps, pretrained = other[0]
-    return (f"trained at {size} px for {steps} steps {'from ImageNet weights' if pretrained else 'from scratch'}; the "
-            f"± was measured at {at['image_size']} px for {at['steps']} steps "
-            f"{'from ImageNet weights' if at['pretrained'] else 'from scratch'} and may not hold")
+
+    def budget(size, steps, pretrained) -> str:
+        return f"{size} px for {steps} steps {'from ImageNet weights' if pretrained else 'from scratch'}"
+
+    want = budget(at["image_size"], at["steps"], at["pretrained"])
+    other = sorted({budget(c.get("image_size"), c.get("epochs", 0) * c.get("iters_per_epoch", 0), bool(c.get("pretrained")))
+                    for c in configs if c} - {want})
+    return f"trained at {other[0]}; the ± was measured at {want} and may not hold" if other else None
 
 
 def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None, val_labels: np.ndarray | None,
