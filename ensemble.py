@@ -7,7 +7,6 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -202,8 +201,9 @@ def _choose(files: list[Path], lab, console) -> list[Path]:
 def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, lab, console) -> None:
     """The ensemble's trust record and check (printed, and in the JSON beside the file written) and the lab report."""
     from submission.data.files import write_csv, write_json
+    from submission.predict.estimates import ensemble_estimate
 
-    rec = _trust(files, frames, mean, console)
+    rec = ensemble_estimate(files, frames, mean, console)
     checked = None
     if lab is not None:
         from submission.predict.labelled import check_labels, print_check
@@ -225,36 +225,6 @@ def _trust_and_report(files, frames, mean, written: Path, target, report, min_co
         console.print(f"wrote {dest}: the lab report (open it in a browser)"
                       + (f"; it asks for {len(asked)} cells to label" if asked is not None else ""))
 
-
-def _trust(files: list[Path], frames: list, mean: pd.DataFrame, console) -> dict:
-    """The ensemble's label-free estimate: calibrated on the members' mean source-validation logits when
-    every member has them on the same cells; the members' agreement in any case."""
-    from submission.data.targets import logits_kind
-    from submission.predict.submit import read_source_val
-    from submission.scoring.trust import print_record, record
-
-    classes = list(mean.columns[1:])
-    order = mean["Image"]
-    members = [f.set_index("Image").loc[order, classes].to_numpy() for f in frames]
-    kinds = [logits_kind(f) for f in files]  # each holds its run's settings ("config")
-    vals, why = [], None
-    for f, kind in zip(files, kinds):
-        name = kind.get("source_val_logits")
-        if not name or not (f.parent / name).is_file():
-            why = f"{f} has no source-validation logits beside it (predicted with --no-estimate, or no held-out fold)"
-            break
-        vals.append(read_source_val(f.parent / name, classes))
-    val_logits = val_labels = None
-    if vals and why is None:
-        if any(set(v.index) != set(vals[0][0].index) for v, _ in vals):
-            why = "the members held out different source cells"
-        else:
-            val_logits = np.mean([v.loc[vals[0][0].index].to_numpy() for v, _ in vals], 0)
-            val_labels = vals[0][1]
-    rec = record(mean[classes].to_numpy(), classes, val_logits, val_labels, members, ensemble=True, why_not=why,
-                 configs=[kind.get("config") for kind in kinds])
-    print_record(console, "ensemble", rec)
-    return rec
 
 
 def _report(console, sub: pd.DataFrame, frames: list, names: list, name: str, kind: str, plot, truth) -> None:

@@ -64,7 +64,9 @@ def main(
     written, vals, target, frame = _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats,
                                                 estimate, opts, console)
     if estimate:
-        _estimates(written, vals, console)
+        from submission.predict.estimates import run_estimates
+
+        run_estimates(written, vals, console)
     if labels is not None:
         _checks(labels, written, target, console)
     if reference is not None:
@@ -199,24 +201,6 @@ def _write(dest: Path, frame: pd.DataFrame, val, meta: dict) -> None:
         meta["source_val_logits"] = source_val_name(dest)
     write_json(dest.with_suffix(".json"), meta)
 
-
-def _estimates(written: list, vals: list, console) -> None:
-    """Each run's label-free estimate (the other runs on the same images as its members), printed and
-    recorded in the JSON beside its logits."""
-    import json
-
-    from submission.data.files import write_json
-    from submission.scoring.trust import print_record, record
-
-    for i, ((dest, logits), (val, images, classes)) in enumerate(zip(written, vals)):
-        others = [z for j, (_, z) in enumerate(written) if j != i and vals[j][1] == images]
-        why = "the run held out no source fold (--val-fold -1), or its sources are not on disk"
-        meta = dest.with_suffix(".json")
-        kind = json.loads(meta.read_text())  # written by _write, with the run's settings ("config")
-        rec = record(logits, classes, val.logits if val else None, val.labels if val else None, others, why_not=why,
-                     configs=[kind.get("config")])
-        write_json(meta, {**kind, "trust": rec})
-        print_record(console, dest.parent.name, rec)
 
 
 def _early_labels(labels: Path, images, data_root, split: str, first_run: Path) -> None:
