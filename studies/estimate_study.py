@@ -1,9 +1,10 @@
-"""The estimate study (protocol: studies.estimate_protocol v1): which label-free estimate of macro F1 the commands
-print for the kit's default, chosen on the stress study's 31 labs by leave-one-lab-out and confirmed on 20 new labs.
+"""The estimate study (protocol: studies.estimate_protocol v2): which label-free estimate of macro F1 the commands
+print for the kit's default and when they print none (the gate: at most one class with no predicted cell), chosen
+on version 1's 51 labs by leave-one-lab-out and confirmed on 20 new labs.
 
-    python -m studies.lab_bank --dest bank --labs 121-130,stress15-24
+    python -m studies.lab_bank --dest bank --labs 131-140,stress25-34
     python -m studies.estimate_study run --bank bank --out stress-study --seeds 0,1,2
-    (with --development, and the stress study's labs in the bank, where its predictions are not at hand)
+    (with --development, and the development labs in the bank, where their predictions are not at hand)
     python -m studies.estimate_study report --bank bank --out stress-study   # docs/results/estimate/, trust.json
     python -m studies.estimate_study pooled    # every candidate, leave one lab out over all labs (chooses nothing)
 """
@@ -42,7 +43,7 @@ def run(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
     for lab in labs:
         if not (Path(bank) / lab / "data").is_dir():
             raise KitError(f"{lab} is not in {bank}: python -m studies.lab_bank --dest {bank} --labs "
-                           f"{'1-6,111-120,stress0-14,' if development else ''}121-130,stress15-24")
+                           f"{'1-6,111-130,stress0-24,' if development else ''}131-140,stress25-34")
         for seed in (int(s) for s in seeds.split(",")):
             S.lab_logits(out, bank, P.METHOD, lab, seed, threads)
     print(f"{len(labs)} labs x seeds {seeds} in {time.time() - t:.0f}s")
@@ -50,7 +51,8 @@ def run(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
 
 def points(out: Path, bank: Path, labs) -> pd.DataFrame:
     """Per lab: each single run, each pair's ensemble and the 3-seed ensemble, with the true WBC2 macro F1 and the
-    features (estimators.features, macro F1 over every class; "classes": the share of classes predicted)."""
+    features (estimators.features, macro F1 over every class; "classes": the share of classes predicted;
+    "vanished": how many classes have no predicted cell)."""
     from submission.scoring.estimators import classes_share, features
 
     vals = {s: S.source_val(out, bank, P.METHOD, s) for s in P.SEEDS}
@@ -68,8 +70,13 @@ def points(out: Path, bank: Path, labs) -> pd.DataFrame:
                 f = features(mean, val, vals[group[0]][1], members if k > 1 else ())
                 rows.append({"lab": lab, "members": k, "group": "-".join(map(str, group)),
                              "true_f1": S.macro_f1(y, mean), **{n: e.macro_f1_all for n, e in f.items()},
-                             "classes": classes_share(mean)})
+                             "classes": classes_share(mean), "vanished": mean.shape[1] - len(np.unique(mean.argmax(1)))})
     return pd.DataFrame(rows)
+
+
+def estimable(points: pd.DataFrame) -> pd.DataFrame:
+    """The points within the gate (rule 4): at most MAX_VANISHED classes with no predicted cell."""
+    return points[points["vanished"] <= P.MAX_VANISHED]
 
 
 def fit(train: pd.DataFrame, name: str, members: int) -> dict:
@@ -149,11 +156,13 @@ def confirm(dev: pd.DataFrame, conf: pd.DataFrame, chosen: dict) -> tuple[dict, 
     return {k: models[(k, chosen[k])] for k in P.GROUPS}, pd.DataFrame(rows)
 
 
-def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFrame, constant: float) -> dict:
-    """trust.json, version 4."""
+def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFrame, constant: float,
+           gate: pd.DataFrame) -> dict:
+    """trust.json, version 5."""
     from studies.protocol import provenance
 
     conf, dev = table.set_index(["use", "estimator"]), dev_table.set_index(["use", "estimator"])
+    gate = gate.set_index("use")
 
     def use(k: int, **fields) -> dict:
         row, guess = conf.loc[(USES[k], chosen[k])], conf.loc[(USES[k], "constant")]
@@ -163,30 +172,41 @@ def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFr
                 "development_error_p90": round(dev.loc[(USES[k], chosen[k]), "p90"], 4),
                 "constant_error_mean": round(guess["mae"], 4), "constant_error_p90": round(guess["p90"], 4),
                 "points": int(row["points"]), "labs": int(row["labs"]),
+                "estimable_share": round(gate.loc[USES[k], "estimable_share"], 4),
+                "beyond_gate_error_p90": None if np.isnan(gate.loc[USES[k], "beyond_p90"]) else round(gate.loc[USES[k], "beyond_p90"], 4),
                 "beats_constant": bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])}
 
     return {"provenance": {**provenance("python -m studies.estimate_study report", "docs/trust.md"),
                            "table": "docs/results/estimate/errors.csv",
                            "protocol": f"studies/estimate_protocol.py v{P.VERSION}"},
-            "version": 4, "method": P.METHOD, "labs_named": "confirmation labs of the estimate study",
+            "version": 5, "method": P.METHOD, "labs_named": "confirmation labs of the estimate study",
+            "max_vanished": P.MAX_VANISHED,
             "measured_at": {"image_size": BUDGET["image_size"], "steps": BUDGET["epochs"] * BUDGET["iters_per_epoch"],
                             "pretrained": False},
             "constant": round(constant, 4), "single": use(1, source_val_batchnorm="source"),
             "ensemble": {str(k): use(k, members=k) for k in (2, 3)}}
 
 
-def low_warning(conf: pd.DataFrame, models: dict) -> pd.DataFrame:
-    """How often "estimated macro F1 is low" (the chosen estimate below trust.LOW_F1) fires on the confirmation
-    labs' bad points (true macro F1 below it) and good ones."""
+def gate_table(conf: pd.DataFrame, models: dict) -> pd.DataFrame:
+    """Per use, on all confirmation points: the share within the gate, the errors the chosen estimate would have
+    had beyond it, and how often each signal fires on bad points (true macro F1 below trust.LOW_F1) and on good
+    ones: "no estimate" (beyond the gate) and "estimated macro F1 is low" (printed, so within the gate only)."""
     from submission.scoring.trust import LOW_F1
 
     rows = []
     for k, model in models.items():
         part = conf[conf["members"] == k]
-        bad, fires = part["true_f1"].to_numpy() < LOW_F1, predict(model, part) < LOW_F1
-        rows.append({"use": USES[k], "points": len(part), "bad": int(bad.sum()),
-                     "fires_on_bad": float(fires[bad].mean()) if bad.any() else float("nan"),
-                     "fires_on_good": float(fires[~bad].mean()) if (~bad).any() else float("nan")})
+        within = (part["vanished"] <= P.MAX_VANISHED).to_numpy()
+        bad, err = part["true_f1"].to_numpy() < LOW_F1, predict(model, part) - part["true_f1"].to_numpy()
+        fires = {"no estimate (gate)": ~within, "estimated macro F1 is low": within & (predict(model, part) < LOW_F1)}
+        beyond = error_row(err[~within], part["lab"].to_numpy()[~within]) if (~within).any() else {}
+        row = {"use": USES[k], "points": len(part), "estimable_share": float(within.mean()), "bad": int(bad.sum()),
+               "beyond_points": int((~within).sum()), "beyond_bias": beyond.get("bias", float("nan")),
+               "beyond_p90": beyond.get("p90", float("nan"))}
+        for name, f in fires.items():
+            row[f"{name}: on bad"] = float(f[bad].mean()) if bad.any() else float("nan")
+            row[f"{name}: on good"] = float(f[~bad].mean()) if (~bad).any() else float("nan")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -195,14 +215,18 @@ def low_warning(conf: pd.DataFrame, models: dict) -> pd.DataFrame:
 def report(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
            docs: Annotated[Path, typer.Option(help="Where the tables go.")] = Path("docs/results/estimate"),
            measured: Annotated[bool, typer.Option(help="Write submission/measured/trust.json.")] = True):
-    """Rule 5 on the development labs, then every candidate on the confirmation labs; the chosen ones' record."""
+    """Rule 6 on the estimable development points, then every candidate on the estimable confirmation points, and
+    the gate on all of them; the chosen ones' record."""
     from submission.data.files import write_csv, write_json
     from submission.scoring import trust
 
-    dev, conf = points(out, bank, P.DEVELOPMENT_LABS), points(out, bank, P.CONFIRMATION_LABS)
-    if conf.empty or conf["lab"].nunique() < len(P.CONFIRMATION_LABS):
-        raise KitError(f"{conf['lab'].nunique() if len(conf) else 0} of {len(P.CONFIRMATION_LABS)} confirmation labs "
-                       "have predictions: run `estimate_study run` first")
+    dev_all, conf_all = points(out, bank, P.DEVELOPMENT_LABS), points(out, bank, P.CONFIRMATION_LABS)
+    for labs, got in (("development", dev_all), ("confirmation", conf_all)):
+        want = P.DEVELOPMENT_LABS if labs == "development" else P.CONFIRMATION_LABS
+        if got.empty or got["lab"].nunique() < len(want):
+            raise KitError(f"{got['lab'].nunique() if len(got) else 0} of {len(want)} {labs} labs have predictions: "
+                           f"run `estimate_study run{' --development' if labs == 'development' else ''}` first")
+    dev, conf = estimable(dev_all), estimable(conf_all)
     chosen, dev_table = choose(dev)
     models, conf_table = confirm(dev, conf, chosen)
     table = pd.concat([dev_table.assign(labs_of="development (leave one lab out)"),
@@ -210,11 +234,12 @@ def report(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
     table = table[["labs_of", "use", "estimator", "points", "labs", "bias", "mae", "p90", "p90_lo", "p90_hi"]]
     docs = Path(docs)
     write_csv(docs / "errors.csv", table.round(4))
-    write_csv(docs / "points.csv", pd.concat([dev.assign(labs_of="development"), conf.assign(labs_of="confirmation")]).round(4))
-    low = low_warning(conf, models)
-    write_csv(docs / "low_warning.csv", low.round(3))
-    print(low.round(3).to_string(index=False))
-    rec = record(models, chosen, conf_table, dev_table, float(dev["true_f1"].mean()))
+    write_csv(docs / "points.csv", pd.concat([dev_all.assign(labs_of="development"),
+                                              conf_all.assign(labs_of="confirmation")]).round(4))
+    gate = gate_table(conf_all, models)
+    write_csv(docs / "gate.csv", gate.round(4))
+    print(gate.round(3).to_string(index=False))
+    rec = record(models, chosen, conf_table, dev_table, float(dev["true_f1"].mean()), gate)
     write_json(docs / "choice.json", {"chosen": {USES[k]: v for k, v in chosen.items()}, "record": rec})
     print(json.dumps({USES[k]: v for k, v in chosen.items()}))
     print(table.round(3).to_string(index=False))
@@ -227,11 +252,12 @@ def report(bank: Bank = Path("bank"), out: Out = Path("stress-study"),
 @user_errors
 def pooled(docs: Annotated[Path, typer.Option(help="Where report's points.csv is; the table goes there too.")]
            = Path("docs/results/estimate")):
-    """Every candidate by leave-one-lab-out on all labs pooled (development and confirmation): how low an error
-    these candidates reach at all. Not a confirmation (every lab played a part); chooses nothing."""
+    """Every candidate by leave-one-lab-out on the estimable points of all labs pooled (development and
+    confirmation): how low an error these candidates reach at all. Not a confirmation (every lab played a part);
+    chooses nothing."""
     from submission.data.files import write_csv
 
-    pts = pd.read_csv(Path(docs) / "points.csv")
+    pts = estimable(pd.read_csv(Path(docs) / "points.csv"))
     table = pd.DataFrame([{"use": USES[k], "estimator": name, **row}
                           for k in P.GROUPS for name, row in candidate_errors(pts, k).items()])
     write_csv(Path(docs) / "pooled.csv", table.round(4))

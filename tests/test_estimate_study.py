@@ -61,10 +61,27 @@ def test_pooled_scores_every_candidate_by_leave_one_lab_out_over_all_labs(tmp_pa
 
     rng = np.random.default_rng(1)
     feats = ("atc", "calibrated", "doc", "classes", "loo", "agreement")
-    rows = [{"lab": f"lab{lab}", "members": k, "true_f1": rng.uniform(), **{f: rng.uniform() for f in feats}}
-            for lab in range(5) for k in P.GROUPS for _ in P.GROUPS[k]]
+    rows = [{"lab": f"lab{lab}", "members": k, "true_f1": rng.uniform(), **{f: rng.uniform() for f in feats},
+             "vanished": 3 if lab == 5 else 0} for lab in range(6) for k in P.GROUPS for _ in P.GROUPS[k]]
     pd.DataFrame(rows).to_csv(tmp_path / "points.csv", index=False)
     result = CliRunner().invoke(E.app, ["pooled", "--docs", str(tmp_path)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "pooled.csv")
+    # lab5 lies beyond the gate (3 classes without a cell): only the 5 estimable labs are scored
     assert len(table) == sum(len(P.candidates(k)) for k in P.GROUPS) and set(table["labs"]) == {5}
+
+
+def test_the_gate_keeps_points_with_at_most_max_vanished_classes_gone_and_reports_what_it_withholds():
+    pts = _points(n_labs=4, per_lab=5)
+    pts["vanished"] = [0, 1, 2, 5, 1] * 4
+    within = pts["vanished"] <= P.MAX_VANISHED
+    assert E.estimable(pts).index.equals(pts.index[within])
+    model = {"terms": {"atc": 1.0}, "intercept": 0.0}
+    row = E.gate_table(pts, {1: model}).iloc[0]
+    assert row["estimable_share"] == pytest.approx(within.mean()) and row["beyond_points"] == (~within).sum()
+    err = (np.clip(pts["atc"], 0, 1) - pts["true_f1"])[~within]
+    assert row["beyond_p90"] == pytest.approx(np.quantile(np.abs(err), 0.9)) and row["beyond_bias"] == pytest.approx(err.mean())
+    bad = pts["true_f1"] < 0.5
+    assert row["no estimate (gate): on bad"] == pytest.approx((~within)[bad].mean())
+    low = within & (pts["atc"] < 0.5)
+    assert row["estimated macro F1 is low: on good"] == pytest.approx(low[~bad].mean())

@@ -228,6 +228,30 @@ def test_an_estimate_that_did_not_beat_the_constant_guess_is_not_given(monkeypat
     assert trust.summary_line(rec).startswith("estimated macro F1: not given")
 
 
+def test_no_estimate_beyond_the_gate_of_vanished_classes(monkeypatch):
+    """With more classes than max_vanished predicted for no cell, the estimate is withheld (a lab without those
+    cells and a model that lost them look alike), the error measured beyond the gate is quoted and the labels check
+    named; at the gate it is given. The vanished-class warning fires either way."""
+    monkeypatch.setattr(trust, "measured", lambda: {**_measured(), "max_vanished": 1})
+    src, labels = _data(seed=1)
+    classes = [str(c) for c in range(5)]
+    logits = _data(seed=2)[0]
+    one_gone, two_gone = logits.copy(), logits.copy()
+    one_gone[:, 4] = -99
+    two_gone[:, 3:] = -99
+    assert trust.record(one_gone, classes, src, labels, others=[])["available"]
+    rec = trust.record(two_gone, classes, src, labels, others=[])
+    assert not rec["available"] and "macro_f1" not in rec
+    assert rec["why"].startswith("2 of 5 classes have no predicted cell") and "--labels" in rec["why"]
+    assert "erred up to" not in rec["why"]  # no error measured beyond the gate in this record
+    assert any("vanished class" in w for w in rec["warnings"])
+    monkeypatch.setattr(trust, "measured", lambda: {**_measured(), "max_vanished": 1,
+                                                    "single": {**_measured()["single"], "beyond_gate_error_p90": 0.41}})
+    assert "erred up to ± 0.41 on 20 single runs on 20 test labs" in trust.record(two_gone, classes, src, labels, others=[])["why"]
+    monkeypatch.setattr(trust, "measured", _measured)  # a record without a gate gives every estimate
+    assert trust.record(two_gone, classes, src, labels, others=[])["available"]
+
+
 def test_the_shipped_error_bars_are_the_confirmation_rows_of_their_table():
     """trust.json holds, for the shipped default, the confirmation labs' errors of the printed estimators as the
     table its provenance names holds them, beside the constant guess's."""

@@ -1,8 +1,9 @@
 """How far to trust a prediction without the target's labels: the label-free estimate of macro F1 the commands
 print (one run's, or an ensemble's), from the formulas of submission.scoring.estimators and the record the stress
 study measured for the shipped default (submission/measured/trust.json), with its error beside a constant guess's,
-the members' agreement, per-class expected F1 and the warnings. An estimate that did not beat the constant guess
-is not printed.
+the members' agreement, per-class expected F1 and the warnings. No estimate is printed where it did not beat the
+constant guess, nor for a prediction in which more classes than the record's `max_vanished` have no cell: without
+labels a lab that lacks those cells and a model that lost them look alike (a few labels tell them apart).
 """
 
 import json
@@ -18,7 +19,8 @@ LOW_F1, LOW_AGREEMENT, LOW_CLASS_F1 = 0.5, 0.8, 0.2  # the trust study's warning
 
 
 def measured() -> dict:
-    """What was measured for the shipped method (trust.json): the constant guess; per use ("single": one run;
+    """What was measured for the shipped method (trust.json): the constant guess; the gate (`max_vanished`: the most
+    classes without a predicted cell at which an estimate is still given); per use ("single": one run;
     "ensemble": {k: an ensemble of k members}) the estimate as a sum of terms (each a named estimate of
     estimators.features, or "classes", the share of classes predicted) plus an intercept, and its errors on
     labs that played no part in its choice beside the constant guess's."""
@@ -88,8 +90,15 @@ def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None
            "agreement": member_agreement(group) if len(group) > 1 else None,
            "predicted_counts": dict(zip(classes, counts.tolist()))}
     got = rule_estimate(rec, logits, val_logits, val_labels, others if ensemble else ())
+    gone = int((counts == 0).sum())
     if got is None:
         out.update(available=False, why=why_not or "no source validation to calibrate on")
+    elif gone > m.get("max_vanished", len(classes)):
+        beyond = rec.get("beyond_gate_error_p90")
+        erred = f"; there the estimate erred up to ± {beyond:.2f} on {out['measured_on']}" if beyond else ""
+        out.update(available=False, why=f"{gone} of {len(classes)} classes have no predicted cell: without labels a lab "
+                                        f"without those cells and a model that lost them look alike{erred}; a few of "
+                                        "the lab's labels check it (ensemble.py --ask, then --labels)")
     elif not rec["beats_constant"]:
         out.update(available=False, why=f"on {out['measured_on']} this estimate erred no less than guessing "
                                         f"{m['constant']:.2f} for every lab")
