@@ -95,7 +95,7 @@ def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None
         out.update(available=False, why=why_not or "no source validation to calibrate on")
     elif gone > m.get("max_vanished", len(classes)):
         beyond = rec.get("beyond_gate_error_p90")
-        erred = f"; there the estimate erred up to ± {beyond:.2f} on {out['measured_on']}" if beyond else ""
+        erred = f" (on the {m['labs_named']}, 9 in 10 estimates for such {kind} erred by up to {beyond:.2f})" if beyond else ""
         out.update(available=False, why=f"{gone} of {len(classes)} classes have no predicted cell: without labels a lab "
                                         f"without those cells and a model that lost them look alike{erred}; a few of "
                                         "the lab's labels check it (ensemble.py --ask, then --labels)")
