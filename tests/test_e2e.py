@@ -358,14 +358,16 @@ def test_a_lab_asks_labels_checks_chooses_and_teaches(demo, two_runs, tmp_path):
     assert set(roles["role"]) == {"taught", "held_out"} and len(roles) == 22
     config = json.loads((taught / "seed0/config.json").read_text())
     assert config["init"] == str(two_runs / "seed0") and config["iters_per_epoch"] == 2 and config["recipe"] == "kit"
-    out = _ok(runner.invoke(infer.app, ["--runs", str(taught), "--split", "WBC1", "--no-tta", "--labels", str(labels), *cache]))
+    out = _ok(runner.invoke(infer.app, ["--runs", str(taught), "--split", "WBC1", "--no-tta", "--labels", str(labels),
+                                        "--submission", str(tmp_path / "taught_w1.csv"), *cache]))
     held = int((roles["role"] == "held_out").sum())
     assert "taught the model and never score it" in out and f"checked with {held} labels" in out
 
     # choose: the kit's runs against a source-only run, by the labels
     _ok(runner.invoke(train.app, ["--recipe", "source-only", "--data-root", str(demo / "data"), "--runs", str(tmp_path / "so"),
                                   "--image-size", "32", "--batch-size", "8", "--no-pretrained", "--min-pred-classes", "1", *tiny]))
-    _ok(runner.invoke(infer.app, ["--runs", str(tmp_path / "so"), "--split", "WBC1", "--no-tta", *cache]))
+    _ok(runner.invoke(infer.app, ["--runs", str(tmp_path / "so"), "--split", "WBC1", "--no-tta",
+                                  "--submission", str(tmp_path / "so_w1.csv"), *cache]))
     members = [str(two_runs / "seed0"), str(two_runs / "seed1"), str(tmp_path / "so/seed0")]
     out = _ok(runner.invoke(ensemble.app, [*members, "--split", "WBC1", "--no-tta", "--submission", str(w1), "--labels",
                                            str(labels), "--choose"]))
