@@ -128,7 +128,7 @@ def candidate_errors(points: pd.DataFrame, members: int) -> dict:
 
 
 def choose(dev: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """Rule 5: per use, the lowest leave-one-lab-out 90th percentile (ties within TIE to the earlier)."""
+    """Rule 6: per use, the lowest leave-one-lab-out 90th percentile (ties within TIE to the earlier)."""
     chosen, rows = {}, []
     constant = float(dev["true_f1"].mean())
     for k in P.GROUPS:
@@ -163,6 +163,7 @@ def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFr
 
     conf, dev = table.set_index(["use", "estimator"]), dev_table.set_index(["use", "estimator"])
     gate = gate.set_index("use")
+    beyond = {k: gate.loc[USES[k], "beyond_p90"] for k in P.GROUPS}  # NaN where no point lay beyond the gate
 
     def use(k: int, **fields) -> dict:
         row, guess = conf.loc[(USES[k], chosen[k])], conf.loc[(USES[k], "constant")]
@@ -173,7 +174,7 @@ def record(models: dict, chosen: dict, table: pd.DataFrame, dev_table: pd.DataFr
                 "constant_error_mean": round(guess["mae"], 4), "constant_error_p90": round(guess["p90"], 4),
                 "points": int(row["points"]), "labs": int(row["labs"]),
                 "estimable_share": round(gate.loc[USES[k], "estimable_share"], 4),
-                "beyond_gate_error_p90": None if np.isnan(gate.loc[USES[k], "beyond_p90"]) else round(gate.loc[USES[k], "beyond_p90"], 4),
+                "beyond_gate_error_p90": None if np.isnan(beyond[k]) else round(beyond[k], 4),
                 "beats_constant": bool(row["mae"] < guess["mae"] and row["p90"] < guess["p90"])}
 
     return {"provenance": {**provenance("python -m studies.estimate_study report", "docs/trust.md"),
