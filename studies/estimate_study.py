@@ -53,7 +53,7 @@ def points(out: Path, bank: Path, labs) -> pd.DataFrame:
     """Per lab: each single run, each pair's ensemble and the 3-seed ensemble, with the true WBC2 macro F1 and the
     features (estimators.features, macro F1 over every class; "classes": the share of classes predicted;
     "vanished": how many classes have no predicted cell)."""
-    from submission.scoring.estimators import classes_share, features
+    from submission.scoring.estimators import classes_share, features, vanished_count
 
     vals = {s: S.source_val(out, bank, P.METHOD, s) for s in P.SEEDS}
     rows = []
@@ -70,7 +70,7 @@ def points(out: Path, bank: Path, labs) -> pd.DataFrame:
                 f = features(mean, val, vals[group[0]][1], members if k > 1 else ())
                 rows.append({"lab": lab, "members": k, "group": "-".join(map(str, group)),
                              "true_f1": S.macro_f1(y, mean), **{n: e.macro_f1_all for n, e in f.items()},
-                             "classes": classes_share(mean), "vanished": mean.shape[1] - len(np.unique(mean.argmax(1)))})
+                             "classes": classes_share(mean), "vanished": vanished_count(mean)})
     return pd.DataFrame(rows)
 
 

@@ -228,6 +228,14 @@ def test_an_estimate_that_did_not_beat_the_constant_guess_is_not_given(monkeypat
     assert trust.summary_line(rec).startswith("estimated macro F1: not given")
 
 
+def test_the_share_of_classes_predicted_and_the_vanished_count_match_a_count_of_predictions():
+    logits = _data(n=50, k=6, seed=3)[0]
+    logits[:, [1, 4]] = -99  # two classes no cell is predicted as
+    predicted = {int(np.argmax(row)) for row in logits}
+    assert estimators.vanished_count(logits) == 6 - len(predicted) == 2
+    assert estimators.classes_share(logits) == pytest.approx(len(predicted) / 6)
+
+
 def test_no_estimate_beyond_the_gate_of_vanished_classes(monkeypatch):
     """With more classes than max_vanished predicted for no cell, the estimate is withheld (a lab without those
     cells and a model that lost them look alike), the error measured beyond the gate is quoted and the labels check

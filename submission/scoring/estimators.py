@@ -207,3 +207,9 @@ def classes_share(target_logits: np.ndarray) -> float:
     """The share of the classes that at least one cell is predicted as."""
     z = np.asarray(target_logits)
     return len(np.unique(z.argmax(1))) / z.shape[1]
+
+
+def vanished_count(target_logits: np.ndarray) -> int:
+    """How many classes no cell is predicted as (the gate of the printed estimate counts them)."""
+    z = np.asarray(target_logits)
+    return z.shape[1] - len(np.unique(z.argmax(1)))

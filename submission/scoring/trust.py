@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.scoring.estimators import Estimate, classes_share, features, member_agreement, observed
+from submission.scoring.estimators import Estimate, classes_share, features, member_agreement, observed, vanished_count
 from submission.scoring.validators import softmax
 
 MEASURED = Path(__file__).parents[1] / "measured" / "trust.json"  # written by the trust study's report
@@ -90,7 +90,7 @@ def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None
            "agreement": member_agreement(group) if len(group) > 1 else None,
            "predicted_counts": dict(zip(classes, counts.tolist()))}
     got = rule_estimate(rec, logits, val_logits, val_labels, others if ensemble else ())
-    gone = int((counts == 0).sum())
+    gone = vanished_count(logits)
     if got is None:
         out.update(available=False, why=why_not or "no source validation to calibrate on")
     elif gone > m.get("max_vanished", len(classes)):
