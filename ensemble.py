@@ -17,31 +17,77 @@ from submission.errors import KitError, user_errors, warn
 app = typer.Typer(add_completion=False)
 
 
-def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str, tta: bool, mix: bool) -> list[Path]:
-    """The logits files to average: named CSVs, or NAME_CHECKPOINT_TTA's file of each run folder; one kind unless `mix`."""
-    from submission.data.targets import logits_kind, logits_name, run_folders
+def _folders(run: list[Path] | None, runs: Path) -> list[Path] | None:
+    """The run folders named or found (None when logits CSV files are named)."""
+    from submission.data.targets import run_folders
 
-    wanted = logits_name(name, checkpoint, tta)
     if run and all(Path(r).suffix == ".csv" for r in run):
+        return None
+    return [Path(r) for r in run] if run else run_folders(runs)
+
+
+def _own_treatment(folder: Path) -> str:
+    """The test-time treatment a run's recipe names (its --adapt), from its config.json."""
+    from submission.config import read_config_file
+
+    return read_config_file(folder).get("adapt") or "own"
+
+
+def _treatment(folders, adapt: str | None, target, runs: Path, mix: bool, choose: bool, console) -> str | None:
+    """The one treatment whose logits are averaged: --adapt, else the lab's recorded choice, else the runs' own
+    (None: each run's own, as --mix or --choose across recipes allow)."""
+    from submission.methods.adapt import get
+    from submission.predict.choice import CHOICE, recorded_choice
+
+    if adapt:
+        return get(adapt).name
+    if folders is None:
+        return None
+    rec = recorded_choice(runs, target)
+    if rec is not None and not choose:
+        console.print(f"treatment {rec['treatment']}: chosen by {rec['labels']} of this lab's labels ({rec['why']}; "
+                      f"{runs / CHOICE}); --adapt NAME overrides it", highlight=False, soft_wrap=True)
+        return rec["treatment"]
+    own = {f.name: _own_treatment(f) for f in folders if (f / "config.json").is_file()}
+    if len(set(own.values())) > 1 and not (mix or choose):
+        listing = ", ".join(f"{k}: {v}" for k, v in own.items())
+        raise KitError(f"the runs treat the target differently ({listing}): average one treatment with --adapt NAME "
+                       "(predicted with infer.py --adapt NAME), or each run's own with --mix")
+    return next(iter(own.values())) if len(set(own.values())) == 1 else None
+
+
+def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str, tta: bool, treatment: str | None,
+                  mix: bool) -> list[Path]:
+    """The logits files to average: named CSVs, or NAME_CHECKPOINT_TTA_TREATMENT's file of each run folder (each
+    run's own treatment where `treatment` is None); one kind unless `mix`."""
+    from submission.data.targets import logits_kind, logits_name
+
+    folders = _folders(run, runs)
+    want = lambda f: f / logits_name(name, checkpoint, tta, treatment or _own_treatment(f))  # noqa: E731
+    if folders is None:
         files = [Path(r) for r in run]
     elif run:
-        files = [Path(r) / wanted for r in run]
+        files = [want(f) for f in folders]
     else:
-        folders = run_folders(runs)
-        files = [f / wanted for f in folders if (f / wanted).is_file()]
-        lacking = [f.name for f in folders if not (f / wanted).is_file()]
+        files = [want(f) for f in folders if want(f).is_file()]
+        lacking = [f.name for f in folders if not want(f).is_file()]
         if files and lacking:
-            warn(f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no {wanted}: not in the ensemble")
+            warn(f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no {want(folders[0]).name}: not in the "
+                 "ensemble")
         if not files:
-            raise KitError(f"no {wanted} under {runs}: run `python infer.py` with the same --split, --checkpoint and "
-                           "--tta first")
+            what = logits_name(name, checkpoint, tta, treatment or "TREATMENT")
+            raise KitError(f"no {what} under {runs}: run `python infer.py` with the same --split, --checkpoint and "
+                           f"--tta{' and --adapt ' + treatment if treatment else ''} first")
     for f in files:
         if not f.is_file():
-            raise KitError(f"no logits file {f}: run `python infer.py` for that run first")
-    kinds = {f: {k: logits_kind(f).get(k) for k in ("split", "checkpoint", "tta")} for f in files}
+            raise KitError(f"no logits file {f}: run `python infer.py` for that run first"
+                           + (f" (with --adapt {treatment})" if treatment else ""))
+    keys = ("split", "checkpoint", "tta", "treatment")
+    kinds = {f: {k: logits_kind(f).get(k) for k in keys} for f in files}
     distinct = {tuple(k.values()) for k in kinds.values()}
     if len(distinct) > 1 and not mix:
-        listing = "; ".join(f"{f}: {k['split']} {k['checkpoint']} {'tta' if k['tta'] else 'no tta'}" for f, k in kinds.items())
+        listing = "; ".join(f"{f}: {k['split']} {k['checkpoint']} {'tta' if k['tta'] else 'no tta'} {k['treatment']}"
+                            for f, k in kinds.items())
         raise KitError(f"the logits files are of different kinds ({listing}); pass --mix to average them anyway")
     return files
 
@@ -83,6 +129,10 @@ def main(
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
     do_no_harm: cli.DoNoHarm = False,
+    adapt: Annotated[Optional[str], typer.Option(help=(
+        "The test-time treatment whose logits to average (infer.py --adapt predicted them) (default: the one the "
+        "lab's labels chose, where recorded, else the runs' own). With --labels and the logits of several treatments "
+        "(or checkpoints), the labels choose unless --adapt names one."), show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help=(
         "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
         "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
@@ -90,6 +140,12 @@ def main(
     ask_by: AskBy = "random",
 ):
     """Average the logits of several runs image by image (joined on Image) and write the submission.
+
+    With --labels (the lab's labelled cells, of WBC1 for instance) and the logits of several test-time treatments
+    of the same runs (infer.py --adapt all, on the labelled split and on this one), the labels choose the treatment:
+    the runs' own unless another beats it on the labelled cells by more than the 90% interval of the difference
+    (under 3 labels per labelled class: the runs' own, said so). The choice is printed with why, recorded beside the
+    runs (later predictions of this lab use it) and its submission written.
 
     The file is checked before it is written: every image of the split exactly once, in numeric
     order, Label and LabelID agreeing with the class table, one class list for all runs.
@@ -101,8 +157,14 @@ def main(
     target_of = partial(_target_of, images, data_root, split, runs)
     if check is not None:
         return _check(check, run, runs, name, target_of, console)
-    files = _logits_files(run, runs, name, checkpoint, tta, mix)
-    target = target_of(files[0].parent)
+    folders = _folders(run, runs)
+    target = target_of(folders[0] if folders else Path(run[0]).parent)
+    choice = None
+    if labels is not None and folders and not choose and not adapt:
+        choice = _choose_treatment(folders, runs, checkpoint, tta, labels, images, data_root, target, console)
+    treatment = choice["treatment"] if choice else _treatment(folders, adapt, target, runs, mix, choose, console)
+    checkpoint = choice["checkpoint"] if choice else checkpoint
+    files = _logits_files(run, runs, name, checkpoint, tta, treatment, mix or choose)
     lab = _labels(labels, choose, target, files, ask, ask_by)
     files = _choose(files, lab, console) if choose else files
     if do_no_harm:
@@ -115,7 +177,8 @@ def main(
     sub, written = _write(mean, target, name, files, submission, predictions, min_confidence)
     _report(console, sub, frames, names, name, files[0].stem, plot, truth)
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
-    _trust_and_report(files, frames, mean, Path(written), target, (report, ask, ask_by), min_confidence, lab, console)
+    _trust_and_report(files, frames, mean, Path(written), target, (report, ask, ask_by), min_confidence, lab, console,
+                      treatment, choice)
 
 
 def _target_of(images, data_root, split: str, runs: Path, first_run: Path | None):
@@ -165,16 +228,71 @@ def _write(mean: pd.DataFrame, target, name: str, files: list[Path], submission:
 
 
 def _labels(labels, choose: bool, target, files, ask: int, ask_by: str):
-    """The lab's labels, read and checked before anything is written (None without --labels)."""
+    """The lab's labels of this target, read and checked before anything is written (None without --labels, or when
+    they label another split of the lab: they chose the treatment, and check nothing here)."""
     if ask_by not in ("uncertain", "random") or ask < 0:
         raise KitError(f"--ask-by is uncertain or random (not {ask_by!r}) and --ask a number of cells (not {ask})")
     if labels is None:
         if choose:
             raise KitError("--choose chooses by the lab's labels: give --labels labels.csv")
         return None
+    from submission.data.labels import labels_split
     from submission.predict.labelled import usable_labels
 
+    if labels_split(labels) != target.name and not choose:
+        return None
     return usable_labels(labels, target.name, target.images, [f.parent for f in files])
+
+
+def _choose_treatment(folders, runs: Path, checkpoint: str, tta: bool, labels: Path, images, data_root, target,
+                      console) -> dict | None:
+    """The treatment (and checkpoint) the lab's labels choose, among those whose logits every run has on the labelled
+    split: printed with why and recorded beside the runs. None when there is nothing to choose from."""
+    import re
+
+    from submission.data.labels import labels_split
+    from submission.data.targets import logits_kind
+    from submission.predict.choice import CHOICE, record_choice
+    from submission.predict.labelled import choose_by_labels, usable_labels
+    from submission.predict.submit import ensemble_logits, read_logits
+
+    split = labels_split(labels)
+    lab_target = target if split == target.name else _target_of(images, data_root, split, runs, folders[0])
+    pattern = re.compile(rf"logits_{re.escape(split)}_(best|avg|last)_{'tta' if tta else 'notta'}_(.+)\.csv")
+    kinds = {}
+    for f in folders:
+        for csv in f.glob(f"logits_{split}_*.csv"):
+            m = pattern.fullmatch(csv.name)
+            if m and logits_kind(csv).get("treatment") == m.group(2):
+                kinds.setdefault((m.group(2), m.group(1)), []).append(csv)
+    groups = {k: v for k, v in kinds.items() if len(v) == len(folders)}  # every run has it
+    own = {_own_treatment(f) for f in folders}
+    if len(groups) < 2 or len(own) > 1:
+        return None
+    default = (own.pop(), checkpoint)
+    if default not in groups:
+        return None
+    label = lambda k: k[0] if k[1] == checkpoint else f"{k[0]} ({k[1]}.pt)"  # noqa: E731
+    lab = usable_labels(labels, split, lab_target.images, folders)
+    per_class = len(lab) / max(len(set(lab.ids.tolist())), 1)
+    logits = {label(k): ensemble_logits([read_logits(f) for f in fs]) for k, fs in groups.items()}
+    res = choose_by_labels(logits, label(default), lab)
+    if per_class < 3:
+        res = {**res, "chosen": label(default),
+               "why": f"{label(default)} kept: {len(lab)} labels are under 3 per labelled class, too few to choose"}
+    console.print(f"[bold]test-time treatments of {len(folders)} runs, scored on {len(lab)} labelled cells of {split}[/]"
+                  f" (macro F1 over the whole split, estimated; the difference to {label(default)} with its 90% "
+                  "interval):", highlight=False)
+    for row in sorted(res["candidates"], key=lambda r: -r["macro_f1"]):
+        console.print(f"  {row['candidate']:<24} {row['macro_f1']:.3f}  {row['vs_default']:+.3f} "
+                      f"[{row['interval'][0]:+.3f}, {row['interval'][1]:+.3f}]", highlight=False)
+    chosen = next(k for k in groups if label(k) == res["chosen"])
+    rec = {"treatment": chosen[0], "checkpoint": chosen[1], "chosen": res["chosen"], "default": res["default"],
+           "why": res["why"], "labels": res["labels"], "labels_file": str(labels), "candidates": res["candidates"]}
+    where = record_choice(folders[0].parent, lab_target, rec)
+    console.print(f"[bold]chose {res['chosen']}[/]: {res['why']} (recorded in {where}: later predictions of this "
+                  f"lab use it; --adapt NAME overrides it)", highlight=False, soft_wrap=True)
+    return rec
 
 
 def _choose(files: list[Path], lab, console) -> list[Path]:
@@ -198,7 +316,8 @@ def _choose(files: list[Path], lab, console) -> list[Path]:
     return by_recipe[res["chosen"]]
 
 
-def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, lab, console) -> None:
+def _trust_and_report(files, frames, mean, written: Path, target, report, min_confidence: float, lab, console,
+                      treatment=None, choice=None) -> None:
     """The ensemble's trust record and check (printed, and in the JSON beside the file written) and the lab report."""
     from submission.data.files import write_csv, write_json
     from submission.predict.estimates import ensemble_estimate
@@ -210,7 +329,8 @@ def _trust_and_report(files, frames, mean, written: Path, target, report, min_co
 
         checked = check_labels(mean, lab)
         print_check(console, "ensemble", checked)
-    write_json(written.with_suffix(".json"), {"members": [str(f) for f in files], "trust": rec, "check": checked})
+    write_json(written.with_suffix(".json"), {"members": [str(f) for f in files], "treatment": treatment, "trust": rec,
+                                              "check": checked, "choice": choice})
     dest, n_ask, ask_by = report
     if dest is not None:
         from submission.predict.lab_report import write_lab_report

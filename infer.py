@@ -38,15 +38,17 @@ def main(
     workers: cli.Workers = cli.DEFAULT_WORKERS,
     cache: cli.Cache = True,
     cache_dir: cli.CacheDir = Path("cache"),
-    bn_stats: Annotated[str, typer.Option(help="For runs trained with --adabn: BatchNorm statistics from the run's "
-                                               "target (stored), re-estimated on the images predicted (refit), or the "
-                                               "training ones (off).")] = "stored",
+    adapt: cli.Adapt = None,
+    refit: Annotated[bool, typer.Option("--refit", help=(
+        "Fit every treatment on the images predicted, also the run's own, whose state the checkpoint holds (fitted on "
+        "the run's target during training).")), ] = False,
     reference: cli.Reference = None,
     estimate: cli.Estimate = True,
 ):
-    """Write RUN/logits_SPLIT_CHECKPOINT_TTA.csv for each run (Image, then one logit column per class),
-    with a .json beside it saying what it holds. With a single run it also writes the challenge's submission (for WBC2/WBC1) or a lab's predictions
-    file (for any other folder); with several, run ensemble.py.
+    """Write RUN/logits_SPLIT_CHECKPOINT_TTA_TREATMENT.csv for each run and test-time treatment (Image, then one
+    logit column per class), with a .json beside it saying what it holds. With a single run it also writes the
+    challenge's submission (for WBC2/WBC1) or a lab's predictions file (for any other folder), under the first
+    treatment; with several runs, run ensemble.py.
     """
     from submission.cores import fit_threads
     from submission.data.targets import find_runs
@@ -61,12 +63,15 @@ def main(
         _early_labels(labels, images, data_root, split, paths[0].parent)
     opts = dict(tta=tta, device=device, batch_size=infer_batch_size, workers=workers, cache=cache,
                 cache_dir=str(cache_dir))
-    written, vals, target, frame = _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats,
+    written, vals, target, frame = _predict_all(paths, images, folder_crop, data_root, split, truth, (adapt, refit),
                                                 estimate, opts, console)
     if estimate:
         from submission.predict.estimates import run_estimates
 
-        run_estimates(written, vals, console)
+        for name in dict.fromkeys(t for _, _, t in written):  # each treatment's runs are each other's members
+            group = [i for i, (_, _, t) in enumerate(written) if t == name]
+            run_estimates([written[i][:2] for i in group], [vals[i] for i in group], console)
+    written = [(dest, z) for dest, z, _ in written]
     if labels is not None:
         _checks(labels, written, target, console)
     if reference is not None:
@@ -74,37 +79,45 @@ def main(
     _write_single(paths, target, frame, submission, predictions, min_confidence, console)
 
 
-def _predict_all(paths, images, folder_crop, data_root, split, truth, bn_stats, estimate, opts, console):
-    """Each run's logits (and source-validation logits) written beside it; the scores table printed."""
+def _predict_all(paths, images, folder_crop, data_root, split, truth, adapt, estimate, opts, console):
+    """Each run's logits under each treatment (and source-validation logits) written beside it; the scores table
+    printed. Returns ([(file, logits, treatment)], [(SourceVal, images, classes)], target, the first file's frame)."""
     from submission.data.targets import logits_name
-    from submission.predict.inference import predict_run
+    from submission.predict.choice import treatments_for
+    from submission.predict.inference import predict_treatments
     from submission.predict.submit import logits_frame
     from submission.progress import data_progress
     from submission.scoring.plots import score, scores_table
     from submission.scoring.trust import measured
     from submission.train.checkpoint import load_checkpoint
 
-    rows, targets, written, vals = [], {}, [], []
+    asked, refit = adapt
+    rows, targets, written, vals, first = [], {}, [], [], None
     source_bn = measured()["single"]["source_val_batchnorm"]
     for path in paths:
         ckpt = load_checkpoint(path)
         target = _target(ckpt, images, folder_crop, data_root, split, targets, console)
+        names = treatments_for(ckpt, target, asked, path.parent.parent, console)
         with data_progress(console) as progress:
-            out = predict_run(ckpt, target, progress=progress, adabn=bn_stats, source_val=estimate,
-                              source_bn=source_bn, **opts)
-        logits, val = out if estimate else (out, None)
-        frame = logits_frame(target.images, logits, ckpt["classes"])
-        dest = path.parent / logits_name(target.name, path.stem, opts["tta"])
-        _write(dest, frame, val, _describe(path, ckpt, target, opts["tta"], bn_stats))
-        written.append((dest, logits))
-        vals.append((val, tuple(target.images), ckpt["classes"]))
-        pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
-        s = score(pd.Series(pred, index=frame["Image"]), truth)
-        rows.append({"run": str(path.parent), "images": len(frame), **(s or {})})
-        console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(frame)} images -> "
-                      f"{dest}", highlight=False, soft_wrap=True)
+            out = predict_treatments(ckpt, target, names, progress=progress, refit=refit, source_val=estimate,
+                                     source_bn=source_bn, **opts)
+        for name in names:
+            logits, val = out.logits[name], (out.source_val or {}).get(name)
+            frame = logits_frame(target.images, logits, ckpt["classes"])
+            dest = path.parent / logits_name(target.name, path.stem, opts["tta"], name)
+            _write(dest, frame, val, {**_describe(path, ckpt, target, opts["tta"]), "treatment": name,
+                                      "treatment_info": out.info[name]})
+            written.append((dest, logits, name))
+            vals.append((val, tuple(target.images), ckpt["classes"]))
+            first = frame if first is None else first
+            pred = frame.set_index("Image")[ckpt["classes"]].to_numpy().argmax(1)
+            s = score(pd.Series(pred, index=frame["Image"]), truth)
+            rows.append({"run": f"{path.parent} {name}", "images": len(frame), **(s or {})})
+        console.print(f"{path} (epoch {ckpt['epoch']}, chosen by {ckpt.get('selected_by')}): {len(target.images)} images "
+                      f"under {', '.join(names)} -> {path.parent}/{logits_name(target.name, path.stem, opts['tta'], '*')}",
+                      highlight=False, soft_wrap=True)
     console.print(scores_table(rows, f"{target.name}, {path.stem}.pt, {'TTA x8' if opts['tta'] else 'no TTA'}"))
-    return written, vals, target, frame
+    return written, vals, target, first
 
 
 def _write_single(paths, target, frame, submission, predictions, min_confidence, console) -> None:
@@ -172,15 +185,16 @@ def _do_no_harm(reference: Path, written: list, vals: list, target, options: dic
     path = find_runs(Path("."), [reference], "best")[0]
     ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
-    if cfg.get("target_in_batch") or cfg.get("adabn") or cfg.get("colour_aug") or cfg.get("target_norm") == "own":
+    if cfg.get("target_in_batch") or cfg.get("adapt") != "source" or cfg.get("colour_aug"):
         raise KitError(f"--reference {reference} adapts to the target (recipe {cfg.get('recipe')}); the reference must "
                        "be a source-only run: python train.py --recipe source-only --runs runs-reference")
     with data_progress(console) as progress:
         logits, val = predict_run(ckpt, target, progress=progress, source_val=True,
                                   source_bn=measured()["single"]["source_val_batchnorm"], **options)
-    dest = path.parent / logits_name(target.name, path.stem, options["tta"])
+    name = ckpt["config"]["adapt"]
+    dest = path.parent / logits_name(target.name, path.stem, options["tta"], name)
     _write(dest, logits_frame(target.images, logits, ckpt["classes"]), val,
-           {**_describe(path, ckpt, target, options["tta"], "off"), "role": "reference"})
+           {**_describe(path, ckpt, target, options["tta"]), "treatment": name, "role": "reference"})
     for csv, z in written:
         if z.shape != logits.shape:
             raise KitError(f"{csv} and the reference do not cover the same images")
@@ -227,12 +241,11 @@ def _checks(labels: Path, written: list, target, console) -> None:
         print_check(console, dest.parent.name, rec)
 
 
-def _describe(path: Path, ckpt: dict, target, tta: bool, adabn: str) -> dict:
-    """The JSON beside a logits file: what it holds and how it was made."""
+def _describe(path: Path, ckpt: dict, target, tta: bool) -> dict:
+    """The JSON beside a logits file: what it holds and how it was made (the caller adds the treatment)."""
     return {"split": target.name, "checkpoint": path.stem, "tta": tta, "epoch": ckpt["epoch"],
             "selected_by": ckpt.get("selected_by"), "images": str(target.data_root), "crop_px": target.crop_px,
-            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"],
-            "adabn": adabn if ckpt["config"].get("adabn") else None, "prior_em": ckpt["config"].get("prior_em", False)}
+            "recipe": ckpt["config"].get("recipe"), "config": ckpt["config"]}
 
 
 if __name__ == "__main__":

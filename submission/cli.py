@@ -11,6 +11,8 @@ import typer
 
 from submission.config import FIELDS, default_workers
 from submission.recipes import DEMO, RECIPES
+from submission.methods.adapt import NAMES as TREATMENT_NAMES
+from submission.methods.adapt import settings as treatment_settings
 from submission.methods.registry import TERMS
 
 # train.py's help panels: every setting in one (tests/test_cli.py checks).
@@ -22,8 +24,9 @@ PANELS = {
     "Optimisation": ("epochs", "iters_per_epoch", "batch_size", "lr", "backbone_lr_mult", "layer_lr_decay", "momentum",
                      "weight_decay", "lr_schedule", "lr_gamma", "lr_decay", "lr_steps", "lr_step_factor", "lr_min_frac",
                      "balanced", "class_weighted_loss", "zoom"),
-    "Adaptation": ("target_in_batch", "target_norm", "stain_norm", "adabn", "bn_balance", "bn_min_images", "colour_aug", "stain_jitter", "strong_aug", "prior_em",
-                   "grl_hi", "grl_max_iters", *(s.name for t in TERMS for s in t.settings)),
+    "Adaptation": ("adapt", *(s.name for s in treatment_settings()), "target_in_batch", "target_norm", "stain_norm",
+                   "colour_aug", "stain_jitter", "strong_aug", "grl_hi", "grl_max_iters",
+                   *(s.name for t in TERMS for s in t.settings)),
     "A lab's labels": ("labels", "labels_holdout", "init"),
     "Checkpoint choice": ("select", "snd_temperature", "min_pred_classes", "max_entropy_frac", "average_last",
                           "bn_batches", "watch_split", "keep_epochs"),
@@ -131,6 +134,11 @@ PxPerUm = Annotated[Optional[float], typer.Option(
     "--px-per-um", help="Pixels per micrometre of the images in --images; the 25 um crop follows from it.")]
 ImagesCropPx = Annotated[Optional[int], typer.Option(
     help="Side in px of the 25 um crop of the images in --images (instead of --px-per-um).")]
+
+Adapt = Annotated[Optional[str], typer.Option(help=(
+    "Test-time treatments to predict under, comma-separated, or all: " + ", ".join(TREATMENT_NAMES) + " (default: "
+    "the one the lab's labels chose, where `ensemble.py --labels` recorded a choice for these runs and this lab, "
+    "else each run's own, which its recipe names)."), show_default=False)]
 
 DEFAULT_WORKERS = default_workers()
 Estimate = Annotated[bool, typer.Option("--estimate/--no-estimate", help=(

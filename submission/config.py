@@ -15,6 +15,9 @@ from pathlib import Path
 from submission.choices import CHOICES, choices_help
 from submission.cores import default_workers
 from submission.errors import KitError
+from submission.methods.adapt import NAMES, needs_batchnorm
+from submission.methods.adapt import get as treatment
+from submission.methods.adapt import settings as treatment_settings
 from submission.methods.registry import TERMS
 from submission.recipes import DEMO, RECIPES
 
@@ -105,8 +108,10 @@ class _Settings:
     grl_max_iters: int = setting(1000, "Ramp length of the reversal coefficient (0: total steps / 20).")
     target_in_batch: bool = setting(False, "Forward the target images with the sources in every step, so BatchNorm "
                                           "sees both domains (off: the sources alone).")
-    target_norm: str = setting("own", "Normalisation of the target images: own (their own mean/std, label-free) or "
-                                      "source (the sources' pooled mean/std: no target pixel used).", choices=TARGET_NORMS)
+    target_norm: str = setting("own", "Normalisation of the target images in training steps (--target-in-batch, "
+                                      "--colour-aug, --labels) and under AdaBN: own (their own mean/std, label-free) "
+                                      "or source (the sources' pooled mean/std) (default: the --adapt treatment's).",
+                               choices=TARGET_NORMS)
     stain_norm: str = setting("none", "Stain normalisation of every image, source and target, onto one reference "
                                       "fitted on the sources (stored in the checkpoints, used by inference): "
                                       "reinhard (L*a*b* mean and std) or macenko (stain vectors), or none.",
@@ -118,18 +123,11 @@ class _Settings:
                                        "images (0: off).")
     strong_aug: bool = setting(False, "Strong generic augmentation (the domain-generalisation baseline): zoom 0.3, HED "
                                       "jitter 0.05, hue jitter, sensor noise and JPEG on top of the usual ones.")
-    adabn: bool = setting(False, "AdaBN: BatchNorm statistics re-estimated on the target images score the target, "
-                                  "go into every checkpoint next to the training ones, and are used for inference "
-                                  "(the adabn recipe; the stress study found it failing where one class dominates). "
-                                  "With a timm backbone or --freeze-backbone it acts where the backbone has BatchNorm "
-                                  "and learns; --adabn where it has none is an error.")
-    bn_balance: bool = setting(False, "AdaBN guard: the target's BatchNorm statistics from a class-balanced resample "
-                                      "of it (its prior estimated by EM from the predictions under plain AdaBN), so a "
-                                      "dominant class does not set them.")
-    bn_min_images: int = setting(0, "AdaBN guard: a target with fewer images keeps the training BatchNorm statistics "
-                                    "(0: off).")
-    prior_em: bool = setting(False, "Prior correction: predictions adjusted to the target class prior estimated by "
-                                    "EM (Saerens et al. 2002).")
+    adapt: str = setting("own", "Test-time treatment of the target: how its images are normalised and the network's "
+                                "statistics treated when it is scored and predicted (" + ", ".join(NAMES) + "; "
+                                "python infer.py --adapt all predicts under every one). With --labels --init: teach "
+                                "under this treatment (default: the one the lab's labels chose, if recorded, else the "
+                                "run's).", choices=NAMES)
     watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
                                             "score checkpoint choices later; never used for the choice.")
     keep_epochs: bool = setting(False, "Studies: also keep every epoch's weights (RUN/epochs/epochNNN.pt) to score "
@@ -216,16 +214,20 @@ class _Settings:
 
 
 TrainConfig = dataclasses.make_dataclass(
-    "TrainConfig", [(s.name, type(s.default), setting(s.default, s.help)) for t in TERMS for s in t.settings],
+    "TrainConfig", [(s.name, type(s.default), setting(s.default, s.help))
+                    for s in [*(s for t in TERMS for s in t.settings), *treatment_settings()]],
     bases=(_Settings,), frozen=True)
 TrainConfig.__module__ = __name__
-TrainConfig.__doc__ = "Every setting of one training run: the kit's own, then each adaptation term's (methods/)."
+TrainConfig.__doc__ = ("Every setting of one training run: the kit's own, then each adaptation term's (methods/) and "
+                       "each test-time treatment's (methods/adapt/).")
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 def _check(cfg: TrainConfig) -> TrainConfig:
     for name, f in FIELDS.items():
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:
+            if name == "adapt":
+                treatment(cfg.adapt)  # the error lists the treatments
             raise KitError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, not {getattr(cfg, name)!r}")
     for term in TERMS:
         if term.needs_target and term.active(cfg) and not cfg.target_in_batch:
@@ -248,6 +250,16 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def legacy(values: dict) -> dict:
+    """Settings of earlier versions of the kit in today's words: --adabn [--bn-balance] is --adapt adabn
+    (adabn-balanced), --prior-em is --adapt prior (AdaBN wins where both were on)."""
+    values = dict(values)
+    adabn, balance, prior = (values.pop(k, None) for k in ("adabn", "bn_balance", "prior_em"))
+    if "adapt" not in values and (adabn or prior):
+        values["adapt"] = ("adabn-balanced" if balance else "adabn") if adabn else "prior"
+    return values
+
+
 def read_config_file(path) -> dict:
     """The settings recorded in a run's config.json (keys that are not settings are ignored)."""
     path = Path(path)
@@ -259,7 +271,7 @@ def read_config_file(path) -> dict:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise KitError(f"{path} is not valid JSON ({e})") from None
-    out = {k: v for k, v in saved.items() if k in FIELDS}
+    out = {k: v for k, v in legacy(saved).items() if k in FIELDS}
     if "lr_steps" in out:
         out["lr_steps"] = tuple(out["lr_steps"])
     return out
@@ -267,7 +279,7 @@ def read_config_file(path) -> dict:
 
 def make_config(recipe: str | None = None, demo: bool = False, config_file=None, **given) -> TrainConfig:
     """The run's settings: defaults < recipe < --demo < config file < every option given (not None)."""
-    given = {k: v for k, v in given.items() if v is not None}
+    given = legacy({k: v for k, v in given.items() if v is not None})
     recorded = read_config_file(config_file) if config_file else {}
     if given.get("init"):  # a short continuation of a run, with its settings
         from submission.recipes import TEACH
@@ -278,6 +290,8 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     if name not in RECIPES:
         raise KitError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     values = {**RECIPES[name], **(DEMO if demo else {}), **recorded, **given, "recipe": name}
+    if "adapt" in given and "target_norm" not in given and treatment(given["adapt"]).target_norm:
+        values["target_norm"] = treatment(given["adapt"]).target_norm  # teaching under own or source: its cells too
     if values.get("target_dir") and "target" not in given and "target" not in recorded:
         values["target"] = Path(values["target_dir"]).name  # the folder names the target
     unknown = sorted(set(values) - set(FIELDS))
@@ -292,6 +306,6 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
         cfg = dataclasses.replace(cfg, backbone_lr_mult=0.1 if cfg.pretrained or cfg.weights else 1.0)
     if cfg.image_size is None and not timm:
         cfg = dataclasses.replace(cfg, image_size=224)
-    if (timm or cfg.freeze_backbone) and cfg.adabn and "adabn" not in given and "adabn" not in recorded:
-        cfg = dataclasses.replace(cfg, adabn=None)  # resolved when the model is built: on where it has BatchNorm
+    if (timm or cfg.freeze_backbone) and needs_batchnorm(cfg.adapt) and "adapt" not in given and "adapt" not in recorded:
+        cfg = dataclasses.replace(cfg, adapt=None)  # the recipe's where the model has BatchNorm: resolved when it is built
     return _check(cfg)

@@ -9,8 +9,8 @@ from submission.methods.registry import TERMS
 # had the best worst selection lab. AdaBN, the earlier default (lab bank v1 at 32 px and 200 steps,
 # submission/measured/frozen_choice.json), is the `adabn` recipe; MCC, the one before, the `mcc` recipe.
 KIT: dict = {}
-ADABN = {"adabn": True, "target_norm": "source", "select": "last"}
-MCC = {"mcc_weight": 1.0, "target_in_batch": True, "target_norm": "own", "adabn": False, "select": "avg"}
+ADABN = {"adapt": "adabn", "target_norm": "source", "select": "last"}
+MCC = {"mcc_weight": 1.0, "target_in_batch": True, "target_norm": "own", "adapt": "own", "select": "avg"}
 RECIPES = {
     "kit": KIT,
     "adabn": ADABN,
@@ -20,12 +20,12 @@ RECIPES = {
              "class_weighted_loss": True, "batch_size": 32, "epochs": 50, "trade_off": 1.0, "margin": 4.0,
              "snd_temperature": 0.005, "select": "snd", "mcc_weight": 0.0},
     # the kit with every adaptation term and every use of target images switched off
-    "source-only": {**KIT, **{t.weight: 0.0 for t in TERMS}, "colour_aug": 0.0, "stain_jitter": 0.0, "adabn": False, "prior_em": False, "target_in_batch": False,
-                    "target_norm": "source", "select": "source-val"},
+    "source-only": {**KIT, **{t.weight: 0.0 for t in TERMS}, "colour_aug": 0.0, "stain_jitter": 0.0, "target_in_batch": False,
+                    "adapt": "source", "target_norm": "source", "select": "source-val"},
 }
 # the cheapest label-free fix, a baseline every adaptive method must beat: source-only weights (they never see the
 # target), the target normalised by its own mean and std
-RECIPES["own-norm"] = {**RECIPES["source-only"], "target_norm": "own"}
+RECIPES["own-norm"] = {**RECIPES["source-only"], "adapt": "own", "target_norm": "own"}
 RECIPE_NOTES = {
     "kit": "the kit's default: trained on the sources alone (class-balanced, lr 0.004 with the inv schedule, best.pt "
            "by source-validation F1), the target normalised by its own mean and std (label-free), no AdaBN",

@@ -1,5 +1,5 @@
 """The kit computes what it computed when the golden outputs were written (tests/golden_runs.py):
-five tiny CPU runs (kit, mcc, seed, source-only, and mcc with AdaBN + colour augmentation + prior EM),
+five tiny CPU runs (adabn, mcc, seed, source-only, and mcc with AdaBN + colour augmentation),
 their metrics.csv, per-epoch target logits, WBC2 logits with TTA and submission.csv."""
 
 import numpy as np

@@ -88,6 +88,15 @@ def _label_ids(frame: pd.DataFrame, path: Path) -> pd.Series:
     return pd.Series(out, index=frame.index)
 
 
+def labels_split(path) -> str:
+    """The one split (or folder) whose cells a labels file labels."""
+    frame = _read_frame(Path(path))
+    splits = sorted(set(frame["Split"].str.strip()))
+    if len(splits) > 1:
+        raise KitError(f"{path} labels cells of several splits ({', '.join(splits)}): one file per split")
+    return splits[0]
+
+
 def read_lab_labels(path, split: str, images) -> LabLabels:
     """The labels in `path` for the cells of `split` (whose image names are `images`). Every problem
     stops with one line: no file, no rows, a wrong column, another split, an image not in the split,

@@ -120,6 +120,10 @@ def teach_weights(source_labels: np.ndarray, lab_labels: np.ndarray, n_sources: 
     return w / w.sum()
 
 
+def _key(norm: dict) -> tuple:
+    return tuple(norm["mean"]), tuple(norm["std"])
+
+
 class RunData:
     """Datasets of one training run. `run_info` goes into every checkpoint: the normalisation of each
     dataset (the target's as the run used it), the resolved data root and split folder."""
@@ -148,8 +152,10 @@ class RunData:
         if cfg.input_norm == "weights":  # the pretrained backbone's own normalisation, for every image
             inp = default_input(cfg.backbone, parse_args(cfg.timm_args))
             normalization = {d: {"mean": list(inp.mean), "std": list(inp.std)} for d in normalization}
-        elif cfg.target_norm == "source":
-            normalization[cfg.target] = pooled([normalization[d] for d in SOURCES])
+        # the target's normalisations a test-time treatment may take (methods/adapt): its own, the sources'
+        self.target_norms = {"own": normalization[cfg.target], "source": pooled([normalization[d] for d in SOURCES])}
+        if cfg.input_norm != "weights" and cfg.target_norm == "source":
+            normalization[cfg.target] = self.target_norms["source"]
         self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
                          "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
                          "target_root": str(Path(target.data_root).resolve())}
@@ -175,10 +181,14 @@ class RunData:
         self.roots, self.crops = {d: root for d, (_, root) in parts.items()}, crops
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
+        self._by_norm = {("target", _key(norm)): self.target_eval}
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
         self._split_sources(cfg, prepared, normalization, cells)
         self.draw_weights = self._teach(cfg, target, frame, images, cells, norm, run_dir) if cfg.labels else None
+        self.cfg_target = cfg.target
         self.watch = self._watch_split(cfg, data_root, splits_dir, crops, cells, norm, progress)
+        if self.watch is not None:
+            self._by_norm[("watch", _key(norm))] = self.watch
         self._probes = {}
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:
@@ -242,11 +252,24 @@ class RunData:
         self.watch_part = (watch.rel_paths, watch.data_root, crop, w_images)
         return cells(w_images, np.full(len(watch.rel_paths), -1), False, norm)
 
-    def target_probe(self, limit: int):
-        """(indices, images): an evenly spaced subset of at most `limit` target images, eval-transformed
-        once per run (the eval transform is deterministic), for probes such as MixVal."""
-        if limit not in self._probes:
-            n = len(self.target_eval)
+    def eval_cells(self, which: str, norm: dict):
+        """The target's ("target") or the watched split's ("watch") cells without augmentation, normalised with
+        `norm` (a test-time treatment's); the run's own datasets where the normalisation is the run's."""
+        key = (which, _key(norm))
+        if key not in self._by_norm:
+            images = self.prepared[self.cfg_target][1] if which == "target" else self.watch_part[3]
+            n = len(images)
+            self._by_norm[key] = self.cells(images, np.full(n, -1), False, norm)
+        return self._by_norm[key]
+
+    def target_probe(self, limit: int, norm: dict | None = None):
+        """(indices, images): an evenly spaced subset of at most `limit` target images (normalised with `norm`,
+        default the run's), eval-transformed once per run (the eval transform is deterministic), for probes such
+        as MixVal."""
+        dataset = self.target_eval if norm is None else self.eval_cells("target", norm)
+        key = (limit, id(dataset))
+        if key not in self._probes:
+            n = len(dataset)
             pick = np.unique(np.linspace(0, n - 1, min(n, limit)).astype(int))
-            self._probes[limit] = (pick, torch.stack([self.target_eval[int(i)][0] for i in pick]))
-        return self._probes[limit]
+            self._probes[key] = (pick, torch.stack([dataset[int(i)][0] for i in pick]))
+        return self._probes[key]

@@ -39,9 +39,10 @@ def run_config(run_dir: Path) -> dict:
     return json.loads(config.read_text())
 
 
-def logits_name(split: str, checkpoint: str, tta: bool) -> str:
-    """e.g. logits_WBC2_best_tta.csv: what the file holds is in its name (and in the .json beside it)."""
-    return f"logits_{split}_{checkpoint}_{'tta' if tta else 'notta'}.csv"
+def logits_name(split: str, checkpoint: str, tta: bool, treatment: str) -> str:
+    """e.g. logits_WBC2_best_tta_own.csv: what the file holds is in its name (the split, the checkpoint, TTA and the
+    test-time treatment) and in the .json beside it."""
+    return f"logits_{split}_{checkpoint}_{'tta' if tta else 'notta'}_{treatment}.csv"
 
 
 def logits_kind(csv: Path) -> dict:

@@ -67,15 +67,20 @@ def init_from(model: MDDNet, run: Path) -> dict:
 
 
 def check_batchnorm(cfg: TrainConfig, model: MDDNet) -> TrainConfig:
-    """AdaBN where it can act: on (by default) only where the backbone has BatchNorm and learns; asked for
-    where it cannot act, an error, never a silent pass."""
-    has_bn = bool(backbones.batchnorms(model.backbone))
-    if cfg.adabn is None:
-        return dataclasses.replace(cfg, adabn=has_bn and not cfg.freeze_backbone)
-    if cfg.adabn and not has_bn:
-        raise KitError(f"--adabn does nothing for {cfg.backbone}: it has no BatchNorm (a ViT uses LayerNorm); "
-                       "train with --no-adabn")
-    if cfg.adabn and cfg.freeze_backbone:
-        raise KitError("--adabn with --freeze-backbone: the cached features were computed with the backbone's own "
-                       "BatchNorm statistics and do not change; train with --no-adabn")
+    """A BatchNorm treatment (--adapt adabn, ...) where it can act: the recipe's (adapt None) only where the backbone
+    has BatchNorm and learns, else the recipe's normalisation of the target; asked for where it cannot act, an
+    error, never a silent pass."""
+    from submission.methods.adapt import needs_batchnorm
+    from submission.recipes import RECIPES
+
+    has_bn = bool(backbones.batchnorms(model.backbone)) and not cfg.freeze_backbone
+    if cfg.adapt is None:
+        wanted = RECIPES[cfg.recipe].get("adapt", "own")
+        return dataclasses.replace(cfg, adapt=wanted if has_bn or not needs_batchnorm(wanted) else cfg.target_norm)
+    if needs_batchnorm(cfg.adapt) and not backbones.batchnorms(model.backbone):
+        raise KitError(f"--adapt {cfg.adapt} does nothing for {cfg.backbone}: it has no BatchNorm (a ViT uses "
+                       "LayerNorm); train with --adapt own")
+    if needs_batchnorm(cfg.adapt) and cfg.freeze_backbone:
+        raise KitError(f"--adapt {cfg.adapt} with --freeze-backbone: the cached features were computed with the "
+                       "backbone's own BatchNorm statistics and do not change; train with --adapt own")
     return cfg

@@ -23,7 +23,8 @@ def checkpoint_dict(state: dict, cfg, run_info: dict, epoch: int, step: int, met
 
     `run_info`: normalization ({dataset: {"mean", "std"}}), data_root, splits_dir and target_root (resolved),
     crop_px (with the target's), weights (the --weights file's name, sha256 and format, or None).
-    `extra`: e.g. optimizer, history, best, average (last.pt only), selected_by.
+    `extra`: e.g. optimizer, history, best, average (last.pt only), selected_by, treatments (the states of the
+    run's test-time treatment, fitted on its target: {name: {"norm", "bn", "note"}}).
     """
     return {
         "format": CHECKPOINT_FORMAT,
@@ -63,7 +64,21 @@ def load_checkpoint(path, expect: dict | None = None) -> dict:
     for key, want in (expect or {}).items():
         if ckpt.get(key) != want:
             raise KitError(f"{path}: {key} is {ckpt.get(key)!r}, expected {want!r}")
-    return ckpt
+    return with_treatments(ckpt)
+
+
+def with_treatments(ckpt: dict) -> dict:
+    """A checkpoint of an earlier version of the kit (settings --adabn/--prior-em, AdaBN's statistics under
+    `target_bn`) in today's terms: its test-time treatment (--adapt) and that treatment's stored state."""
+    if "treatments" in ckpt:
+        return ckpt
+    from submission.config import legacy
+
+    config = legacy(ckpt["config"])
+    name = config.get("adapt") or ("own" if config.get("target_norm", "own") == "own" else "source")
+    state = {"norm": ckpt["normalization"][ckpt["target"]], "bn": ckpt.get("target_bn"), "note": None}
+    ckpt = {k: v for k, v in ckpt.items() if k != "target_bn"}
+    return {**ckpt, "config": {**config, "adapt": name}, "treatments": {"own" if name == "prior" else name: state}}
 
 
 def model_from_checkpoint(ckpt: dict) -> MDDNet:

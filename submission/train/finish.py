@@ -46,10 +46,10 @@ def write_average(run_dir: Path, model, average: RunningAverage, data: RunData, 
         if model.frozen or not batchnorms(model.backbone):
             why = "is frozen" if model.frozen else "has no BatchNorm"
             note(f"avg.pt: the backbone {why}; only the bottleneck's BatchNorm statistics were re-estimated")
-    row, target_logits, val_pred, target_bn, _ = evaluate(model, data, cfg, device, amp, channels_last, epoch=cfg.epochs)
+    row, target_logits, val_pred, treatments, _ = evaluate(model, data, cfg, device, amp, channels_last, epoch=cfg.epochs)
     save_npy(run_dir / "target_logits" / "avg.npy", target_logits)
     info = {"averaged_epochs": average.epochs, "bn_batches": used, **row}
-    extra = {"target_bn": target_bn} if cfg.adabn else {}
     save_torch(run_dir / "avg.pt", checkpoint_dict(model.state_dict(), cfg, data.run_info, average.epochs[-1], last["step"],
-                                                   info, selected_by="avg" if cfg.select == "avg" else "average", **extra))
+                                                   info, selected_by="avg" if cfg.select == "avg" else "average",
+                                                   treatments=treatments))
     return row, val_pred

@@ -15,6 +15,7 @@ from submission.data.classes import NUM_CLASSES
 from submission.data.files import atomic_path, save_npy, save_torch, write_csv, write_json
 from submission.data.rundata import RunData
 from submission.errors import KitError, warn
+from submission.methods.adapt import get as treatment
 from submission.methods.grl import grl_coeff
 from submission.methods.model import to_device
 from submission.methods.registry import TERMS, trains_adversary
@@ -84,10 +85,10 @@ def fit(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, console
     try:
         with progress:
             task = progress.add_task(f"seed {cfg.seed}", total=run.total, completed=run.start_epoch * run.iters, info="")
-            if cfg.epochs == 0:  # --init RUN --epochs 0: RUN's weights as they are, scored on this target, AdaBN
+            if cfg.epochs == 0:  # --init RUN --epochs 0: RUN's weights as they are, treated and scored on this target
                 end_epoch(run, 0, {"epoch": 0, "step": 0, "lr": 0.0, "grl_coeff": 0.0})
-                progress.console.print(f"{cfg.init}'s weights, not trained further: scored on {cfg.target}"
-                                       + (" and their BatchNorm statistics re-estimated on it" if cfg.adabn else ""))
+                progress.console.print(f"{cfg.init}'s weights, not trained further: scored on {cfg.target} under "
+                                       f"--adapt {cfg.adapt} ({treatment(cfg.adapt).summary})", highlight=False)
             for epoch in range(run.start_epoch, cfg.epochs):
                 t0 = time.time()
                 row = train_epoch(run, epoch, progress, task)
@@ -227,7 +228,7 @@ def end_epoch(run: RunState, epoch: int, row: dict) -> bool:
     the running average and last.pt. Returns whether the epoch is the best so far."""
     cfg, run_dir, data = run.cfg, run.cfg.run_dir, run.data
     ev = evaluate(run.model, data, cfg, run.device, run.amp, run.channels_last, run.ranks, epoch)
-    bn_extra = {"target_bn": ev.target_bn} if ev.target_bn is not None else {}
+    bn_extra = {"treatments": ev.treatments}  # the run's test-time treatment, fitted on its target
     row.update(ev.scores)
     row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}  # plain types only
     run.history.append(row)
