@@ -253,7 +253,7 @@ def _choose_treatment(folders, runs: Path, checkpoint: str, tta: bool, labels: P
     from submission.data.labels import labels_split
     from submission.data.targets import logits_kind
     from submission.predict.choice import CHOICE, record_choice
-    from submission.predict.labelled import choose_by_labels, usable_labels
+    from submission.predict.labelled import choose_treatment, usable_labels
     from submission.predict.submit import ensemble_logits, read_logits
 
     split = labels_split(labels)
@@ -274,12 +274,8 @@ def _choose_treatment(folders, runs: Path, checkpoint: str, tta: bool, labels: P
         return None
     label = lambda k: k[0] if k[1] == checkpoint else f"{k[0]} ({k[1]}.pt)"  # noqa: E731
     lab = usable_labels(labels, split, lab_target.images, folders)
-    per_class = len(lab) / max(len(set(lab.ids.tolist())), 1)
     logits = {label(k): ensemble_logits([read_logits(f) for f in fs]) for k, fs in groups.items()}
-    res = choose_by_labels(logits, label(default), lab)
-    if per_class < 3:
-        res = {**res, "chosen": label(default),
-               "why": f"{label(default)} kept: {len(lab)} labels are under 3 per labelled class, too few to choose"}
+    res = choose_treatment(logits, label(default), lab)
     console.print(f"[bold]test-time treatments of {len(folders)} runs, scored on {len(lab)} labelled cells of {split}[/]"
                   f" (macro F1 over the whole split, estimated; the difference to {label(default)} with its 90% "
                   "interval):", highlight=False)

@@ -117,3 +117,18 @@ def choose_by_labels(groups: dict[str, pd.DataFrame], default: str, lab: LabLabe
     classes = list(first.columns[1:])
     preds = {n: f.set_index("Image").loc[first["Image"], classes].to_numpy().argmax(1) for n, f in groups.items()}
     return choose(preds, default, lab.ids, idx, w, g, random_group, len(classes))
+
+
+MIN_PER_CLASS = 3  # fewer labels per labelled class than this: the default is kept, said so
+
+
+def choose_treatment(groups: dict[str, pd.DataFrame], default: str, lab: LabLabels) -> dict:
+    """The test-time treatment to keep (each group: the mean logits of the runs under one treatment), by the labelled
+    cells: scoring/check.choose's rule (keep `default` unless another beats it by more than the 90% interval of the
+    difference), and `default` under MIN_PER_CLASS labels per labelled class."""
+    res = choose_by_labels(groups, default, lab)
+    per_class = len(lab) / max(len(set(lab.ids.tolist())), 1)
+    if per_class < MIN_PER_CLASS:
+        res = {**res, "chosen": default, "why": f"{default} kept: {len(lab)} labels are under {MIN_PER_CLASS} per "
+                                                "labelled class, too few to choose"}
+    return res
