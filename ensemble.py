@@ -335,7 +335,7 @@ def _trust_and_report(files, frames, mean, written: Path, target, report, min_co
         classes = list(mean.columns[1:])
         members = [f.set_index("Image").loc[mean["Image"], classes].to_numpy() for f in frames]
         asked = asked_frame(mean, members, target.name, n_ask, ask_by) if n_ask else None
-        write_lab_report(dest, mean, target, rec, files, min_confidence, asked, checked)
+        write_lab_report(dest, mean, target, rec, files, min_confidence, asked, checked, treatment, choice)
         if asked is not None:
             write_csv(Path(dest).with_name(f"asked_{target.name}.csv"), asked.drop(columns="cell"))
         console.print(f"wrote {dest}: the lab report (open it in a browser)"

@@ -68,14 +68,12 @@ def predict(method: str, lab: str, seed: int, bank: Path, out: Path, device: str
     if dest.is_file():
         return
     ckpt = load_checkpoint(run_dir(out, method, lab, seed) / "best.pt")
-    refit = P.METHODS[method][1].get("adabn", False)
-    if refit:  # the source-only run's weights with this lab's BatchNorm statistics
-        ckpt = {**ckpt, "config": {**ckpt["config"], "adabn": True}}
+    refit = P.METHODS[method][1].get("adabn", False)  # the source-only run's weights with this lab's statistics
     arrays = {}
     for split in ("WBC1", "WBC2"):
         target = Target.from_split(split, Path(bank) / lab / "data")
         arrays[split] = predict_run(ckpt, target, tta=True, device=device, cache_dir=str(Path(out) / "cache"),
-                                    batch_size=256, adabn="refit" if refit else "stored")
+                                    batch_size=256, adapt="adabn" if refit else None, refit=refit)
         arrays[f"{split}_images"] = np.array(target.images)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:

@@ -58,7 +58,7 @@ def predict(ckpt_path: Path, bank: Path, lab: str, out: Path, dest: Path, adabn_
     and with the training ones ("source-only"); cached in `dest`."""
     from submission.data.files import atomic_path
     from submission.data.targets import Target
-    from submission.predict.inference import batchnorm_of, predict_run
+    from submission.predict.inference import fit_states, predict_run
     from submission.train.checkpoint import load_checkpoint
 
     if dest.is_file():
@@ -68,11 +68,12 @@ def predict(ckpt_path: Path, bank: Path, lab: str, out: Path, dest: Path, adabn_
     opts = dict(device="cpu", cache_dir=str(Path(out) / "cache"), batch_size=256, tta=True)
     w1, w2 = Target.from_split("WBC1", data), Target.from_split("WBC2", data)
     if adabn_from_lab:
-        ckpt = {**ckpt, "target_bn": batchnorm_of(ckpt, w1, **{k: v for k, v in opts.items() if k != "tta"})}
+        ckpt = {**ckpt, "config": {**ckpt["config"], "adapt": "adabn"},
+                "treatments": fit_states(ckpt, w1, ["adabn"], **{k: v for k, v in opts.items() if k != "tta"})}
     arrays = {"WBC1_images": np.array(w1.images), "WBC2_images": np.array(w2.images)}
-    for name, mode in (("kit", "stored"), ("source-only", "off"))[: 2 if adabn_from_lab else 1]:
+    for name, adapt in (("kit", None), ("source-only", "source"))[: 2 if adabn_from_lab else 1]:
         for t in (w1, w2):
-            arrays[f"{name}|{t.name}"] = predict_run(ckpt, t, adabn=mode, **opts)
+            arrays[f"{name}|{t.name}"] = predict_run(ckpt, t, adapt=adapt, **opts)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)

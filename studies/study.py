@@ -107,8 +107,9 @@ def train_and_predict(j: Job, demo_dir: Path, out: Path, device: str, workers: i
             for ck in ("last", "best", "avg"):
                 ckpt = load_checkpoint(cfg.run_dir / f"{ck}.pt")
                 for tta in (False, True) if ck != "last" else (False,):
+                    adapt = "own" if ckpt["config"]["adapt"] == "prior" else None  # the prior is added below
                     z = predict_run(ckpt, target, tta=tta, device=device, cache_dir=cfg.cache_dir, batch_size=128,
-                                    prior_em=False)
+                                    adapt=adapt)
                     preds[f"{split}|{ck}|{int(tta)}"] = z
                     if ck == "avg" and tta:
                         preds[f"{split}|avg+em|1"] = corrected_logits(z, ckpt["train_prior"])

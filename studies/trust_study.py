@@ -25,18 +25,18 @@ def predict_lab(ckpt: dict, method: str, lab: str, seed: int, bank: Path, out: P
     """WBC2 logits and the source-validation logits through the same model (AdaBN: statistics from WBC1)."""
     from submission.data.files import atomic_path
     from submission.data.targets import Target
-    from submission.predict.inference import batchnorm_of, predict_run
+    from submission.predict.inference import fit_states, predict_run
 
     dest = pred_path(out, method, lab, seed)
     if dest.is_file():
         return
     data = Path(bank) / lab / "data"
     opts = dict(device=device, cache_dir=str(Path(out) / "cache"), batch_size=256)
-    if P.METHODS[method][1].get("adabn", False):
-        ckpt = {**ckpt, "config": {**ckpt["config"], "adabn": True},
-                "target_bn": batchnorm_of(ckpt, Target.from_split("WBC1", data), **opts)}
+    if P.METHODS[method][1].get("adabn", False):  # the lab's AdaBN statistics, from its WBC1
+        ckpt = {**ckpt, "config": {**ckpt["config"], "adapt": "adabn"},
+                "treatments": fit_states(ckpt, Target.from_split("WBC1", data), ["adabn"], **opts)}
     target = Target.from_split("WBC2", data)
-    logits, val = predict_run(ckpt, target, tta=True, adabn="stored", source_val=True, **opts)
+    logits, val = predict_run(ckpt, target, tta=True, source_val=True, **opts)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp, open(tmp, "wb") as f:
         np.savez(f, WBC2=logits, WBC2_images=np.array(target.images), val=val.logits, val_labels=val.labels)
@@ -86,7 +86,7 @@ def predict_epochs(run: Path, lab: str, bank: Path, out: Path, device: str) -> N
     and the source-validation logits through both BatchNorm statistics (the lab's, and the training ones)."""
     from submission.data.files import atomic_path
     from submission.data.targets import Target
-    from submission.predict.inference import batchnorm_of, predict_run
+    from submission.predict.inference import fit_states, predict_run
     from submission.train.checkpoint import load_checkpoint
 
     dest = Path(out) / "choices" / "preds" / lab / f"{run.name}.npz"
@@ -97,12 +97,13 @@ def predict_epochs(run: Path, lab: str, bank: Path, out: Path, device: str) -> N
     w1, w2 = Target.from_split("WBC1", data), Target.from_split("WBC2", data)
     for path in [*sorted((run / "epochs").glob("epoch*.pt")), run / "avg.pt"]:
         ckpt = load_checkpoint(path)
-        ckpt["target_bn"] = batchnorm_of(ckpt, w1, **{k: v for k, v in opts.items() if k != "tta"})
+        ckpt = {**ckpt, "config": {**ckpt["config"], "adapt": "adabn"},
+                "treatments": fit_states(ckpt, w1, ["adabn"], **{k: v for k, v in opts.items() if k != "tta"})}
         key = "avg" if path.stem == "avg" else str(ckpt["epoch"])
         for bn in ("same", "source"):
-            arrays[f"{key}|WBC1"], val = predict_run(ckpt, w1, adabn="stored", source_val=True, source_bn=bn, **opts)
+            arrays[f"{key}|WBC1"], val = predict_run(ckpt, w1, source_val=True, source_bn=bn, **opts)
             arrays[f"{key}|val|{bn}"], arrays["val_labels"] = val.logits, val.labels
-        arrays[f"{key}|WBC2"] = predict_run(ckpt, w2, adabn="stored", **opts)
+        arrays[f"{key}|WBC2"] = predict_run(ckpt, w2, **opts)
     arrays["WBC2_images"] = np.array(w2.images)
     with atomic_path(dest) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)

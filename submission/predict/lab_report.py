@@ -126,9 +126,11 @@ def _slug(text: str) -> str:
 
 
 def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict, title: str,
-           source_mix: dict | None = None, min_confidence: float = 0.5, asked=None, checked=None, split="") -> str:
+           source_mix: dict | None = None, min_confidence: float = 0.5, asked=None, checked=None, split="",
+           treated: str = "") -> str:
     """The page: `cells` from cell_table, `paths[i]` the image file of cells row i; `asked` (rows with the cell
-    index, stratum, half, p_pick) adds the labelling section, `checked` the check by a lab's labels."""
+    index, stratum, half, p_pick) adds the labelling section, `checked` the check by a lab's labels, `treated` (HTML)
+    the test-time treatment and why it was chosen."""
     thumbs: dict[int, str] = {}
 
     def thumb(i: int) -> str:
@@ -157,10 +159,29 @@ def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict
         classes, split)
     return PAGE.format(
         title=html.escape(title), made=datetime.now().strftime("%Y-%m-%d %H:%M"), n=len(cells), labelling=labelling,
-        summary=_checked(checked) + _summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
+        summary=treated + _checked(checked) + _summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
         galleries="".join(galleries), n_unsure=len(unsure), min_conf=f"{min_confidence:.0%}",
         uncertain=(f'<div class="cells">{listed}</div>{more}' if len(unsure) else "<p>None.</p>"),
         rows=body_rows, css=CSS + label_page.CSS, js=JS + label_page.JS)
+
+
+def _treated(treatment: str | None, choice: dict | None) -> str:
+    """Which test-time treatment the predictions are under and, where the lab's labels chose it, why."""
+    if not treatment:
+        return ""
+    from submission.methods.adapt import get
+
+    text = f'<p class="note">Predicted under <b>{html.escape(treatment)}</b>: {html.escape(get(treatment).summary)}.'
+    if choice:
+        rows = "".join(f"<tr><td>{html.escape(r['candidate'])}</td><td>{r['macro_f1']:.2f}</td>"
+                       f"<td>{r['vs_default']:+.2f} [{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]</td></tr>"
+                       for r in sorted(choice["candidates"], key=lambda r: -r["macro_f1"]))
+        text += (f" Chosen by {choice['labels']} of the lab's labelled cells: {html.escape(choice['why'])}.</p>"
+                 f"<table><tr><th>treatment</th><th>macro F1 on the labelled cells</th><th>difference to "
+                 f"{html.escape(choice['default'])} (90% interval)</th></tr>{rows}</table>")
+    else:
+        text += "</p>"
+    return text
 
 
 def _checked(rec: dict | None) -> str:
@@ -191,14 +212,15 @@ def source_mix_of(run_dirs: list[Path], classes: list[str]) -> dict | None:
 
 
 def write_lab_report(dest: Path, mean: pd.DataFrame, target, rec: dict, files: list[Path], min_confidence: float,
-                     asked=None, checked=None) -> int:
+                     asked=None, checked=None, treatment: str | None = None, choice: dict | None = None) -> int:
     """Write the page for the ensemble's mean logits on `target`; returns the number of thumbnails embedded."""
     cells = cell_table(mean)
     by_name = dict(zip(target.images, target.rel_paths))
     paths = [Path(target.data_root) / by_name[name] for name in cells["image"]]
     classes = list(mean.columns[1:])
     page = render(cells, classes, paths, rec, f"{target.name}: {len(cells)} cells, {len(files)} runs",
-                  source_mix_of([f.parent for f in files], classes), min_confidence, asked, checked, target.name)
+                  source_mix_of([f.parent for f in files], classes), min_confidence, asked, checked, target.name,
+                  _treated(treatment, choice))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
