@@ -31,8 +31,12 @@ def points_frame(out: Path, chosen_set: str) -> pd.DataFrame:
                 row[f"regret_{k}"] = s[best] - s[c["chosen"]]
             row["chosen"], row["f1_chosen"], row["regret"] = (row[f"chosen_{chosen_set}"], row[f"f1_chosen_{chosen_set}"],
                                                               row[f"regret_{chosen_set}"])
+            extra = {}
+            for name in ("taught", "ceiling"):  # protocol 6: on the teaching seeds, as compute allowed
+                g = Path(out) / "points" / lab / f"{name}_seed{seed}.json"
+                extra |= json.loads(g.read_text()) if g.is_file() else {}
             for k in ("chosen_taught", "taught_default", "ceiling"):
-                row[f"f1_{k}"] = p.get(k, np.nan)
+                row[f"f1_{k}"] = extra.get(k, np.nan)
             row["gain_chosen_taught"] = row["f1_chosen_taught"] - s[P.DEFAULT]
             row["gain_taught_default"] = row["f1_taught_default"] - s[P.DEFAULT]
             row["gain_chosen"] = row["f1_chosen"] - s[P.DEFAULT]

@@ -65,7 +65,8 @@ def _fit(cfg, log: Path) -> None:
 
 
 def kit_run(out: Path, bank: Path, seed: int, threads: int) -> Path:
-    """Protocol 1: the kit's run of this seed (the sources alone train it)."""
+    """Protocol 1: the kit's run of this seed (the sources alone train it), trained here unless another process
+    took it (then `_wait` for its done file)."""
     from submission.config import make_config
 
     run = Path(out) / "runs" / f"seed{seed}"
@@ -76,7 +77,6 @@ def kit_run(out: Path, bank: Path, seed: int, threads: int) -> Path:
         t = time.time()
         _fit(cfg, run.parent / f"seed{seed}.log")
         (run / "done").write_text(f"{time.time() - t:.1f}\n")
-    _wait([run / "done"])
     return run
 
 
@@ -93,7 +93,8 @@ def retarget(run: Path, bank: Path, lab: str, out: Path, seed: int, threads: int
 
 
 def predict(ckpt_path: Path, bank: Path, lab: str, out: Path, names) -> dict:
-    """Protocol 2: {"SPLIT|treatment": logits, "SPLIT_images": names} on WBC1 and WBC2, as infer.py --adapt."""
+    """Protocol 2: {"SPLIT|treatment": logits, "SPLIT_images": names} on WBC1 and WBC2, as infer.py --adapt
+    (one view: revision a)."""
     from submission.data.targets import Target
     from submission.predict.inference import predict_treatments
     from submission.train.checkpoint import load_checkpoint
@@ -103,7 +104,7 @@ def predict(ckpt_path: Path, bank: Path, lab: str, out: Path, names) -> dict:
     arrays = {}
     for split in ("WBC1", "WBC2"):
         t = Target.from_split(split, data)
-        res = predict_treatments(ckpt, t, names, tta=True, device="cpu", batch_size=256,
+        res = predict_treatments(ckpt, t, names, tta=P.TTA, device="cpu", batch_size=256,
                                  cache_dir=str(Path(out) / "cache"))
         arrays[f"{split}_images"] = np.array(t.images)
         arrays |= {f"{split}|{n}": z for n, z in res.logits.items()}
@@ -151,15 +152,15 @@ def teach(init: Path, bank: Path, lab: str, out: Path, name: str, seed: int, lab
     t = time.time()
     _fit(cfg, dest / f"seed{seed}.log")
     w2 = Target.from_split("WBC2", Path(bank) / lab / "data")
-    z = predict_run(load_checkpoint(cfg.run_dir / "best.pt"), w2, tta=True, device="cpu", batch_size=256,
+    z = predict_run(load_checkpoint(cfg.run_dir / "best.pt"), w2, tta=P.TTA, device="cpu", batch_size=256,
                     cache_dir=str(Path(out) / "cache"))
     f1 = macro_f1(truth(bank, lab, "WBC2"), w2.images, z)
     done.write_text(json.dumps({"wbc2_macro_f1": f1, "adapt": adapt, "seconds": round(time.time() - t, 1)}) + "\n")
     return f1
 
 
-def lab_point(runs: dict, bank: Path, lab: str, out: Path, seed: int, threads: int, candidates, taught: bool) -> dict:
-    """One lab and seed: every treatment's WBC2 score, the choice, and (test labs) the taught runs."""
+def lab_point(runs: dict, bank: Path, lab: str, out: Path, seed: int, threads: int) -> dict:
+    """One lab and seed: every treatment's WBC2 score, the labels asked and the choice by each candidate set."""
     from submission.data.files import write_csv, write_json
 
     where = Path(out) / "points" / lab
@@ -177,21 +178,34 @@ def lab_point(runs: dict, bank: Path, lab: str, out: Path, seed: int, threads: i
     choices = {k: choose(pred, labels_csv, names) for k, names in P.CANDIDATE_SETS.items()}
     point = {"lab": lab, "seed": seed, "scores": scores,
              "choices": {k: {kk: v[kk] for kk in ("chosen", "why", "labels", "candidates")} for k, v in choices.items()}}
-    if taught:
-        chosen = choices[candidates]["chosen"]
-        default = teach(run, bank, lab, out, "default", seed, labels_csv, P.DEFAULT, threads)
-        point["taught_default"] = default
-        point["chosen_taught"] = default if chosen == P.DEFAULT else \
-            teach(run, bank, lab, out, "chosen", seed, labels_csv, chosen, threads)
-        if seed == 0:  # protocol 6: the ceiling, every WBC1 label
-            from submission.data.labels import labels_frame
-
-            y1 = truth(bank, lab, "WBC1")
-            every = where / "labels_all.csv"
-            write_csv(every, labels_frame("WBC1", y1.index, y1.to_numpy()))
-            point["ceiling"] = teach(run, bank, lab, out, "ceiling", seed, every, P.DEFAULT, threads, labels_holdout=0.0)
     write_json(where / f"seed{seed}.json", point)
     return point
+
+
+def taught_point(bank: Path, lab: str, out: Path, seed: int, threads: int, candidates: str, ceiling: bool) -> dict:
+    """Protocol 6 on one lab and seed: chosen + taught and taught from the default (or the ceiling)."""
+    from submission.data.files import write_csv, write_json
+
+    where = Path(out) / "points" / lab
+    point = json.loads((where / f"seed{seed}.json").read_text())
+    run = Path(out) / "retarget" / lab / f"seed{seed}"
+    labels_csv = where / f"labels_seed{seed}.csv"
+    if ceiling:  # every WBC1 label
+        from submission.data.labels import labels_frame
+
+        y1 = truth(bank, lab, "WBC1")
+        every = where / "labels_all.csv"
+        write_csv(every, labels_frame("WBC1", y1.index, y1.to_numpy()))
+        rec = {"ceiling": teach(run, bank, lab, out, "ceiling", seed, every, P.DEFAULT, threads, labels_holdout=0.0)}
+        write_json(where / f"ceiling_seed{seed}.json", rec)
+        return rec
+    chosen = point["choices"][candidates]["chosen"]
+    default = teach(run, bank, lab, out, "default", seed, labels_csv, P.DEFAULT, threads)
+    rec = {"candidates": candidates, "chosen": chosen, "taught_default": default,
+           "chosen_taught": default if chosen == P.DEFAULT else
+           teach(run, bank, lab, out, "chosen", seed, labels_csv, chosen, threads)}
+    write_json(where / f"taught_seed{seed}.json", rec)
+    return rec
 
 
 def candidate_set(out: Path) -> str:
@@ -219,20 +233,26 @@ def run(bank: Bank = Path("bank"), out: Out = Path("adapt-study"),
 
     torch.set_num_threads(threads)
     runs = {s: kit_run(out, bank, s, threads) for s in P.SEEDS}
+    _wait([r / "done" for r in runs.values()])
     jobs = [(lab, s) for lab in P.SELECTION_LABS for s in P.SEEDS]
     for lab, s in jobs:
         if _claim(out, f"{lab}-seed{s}"):
-            lab_point(runs, bank, lab, out, s, threads, None, taught=False)
+            lab_point(runs, bank, lab, out, s, threads)
             print(f"{lab} seed {s}: done", flush=True)
     _wait([Path(out) / "points" / lab / f"seed{s}.json" for lab, s in jobs])
     chosen = candidate_set(out)
     print(f"candidate set: {chosen}", flush=True)
     tests = [(lab, s) for s in P.SEEDS for lab in P.TEST_LABS]
-    for lab, s in tests:
+    for lab, s in tests:  # every treatment and the choice, every seed (revision b)
         if _claim(out, f"{lab}-seed{s}"):
-            lab_point(runs, bank, lab, out, s, threads, chosen, taught=True)
+            lab_point(runs, bank, lab, out, s, threads)
             print(f"{lab} seed {s}: done", flush=True)
     _wait([Path(out) / "points" / lab / f"seed{s}.json" for lab, s in tests])
+    for ceiling in (False, True):  # then teaching on TEACH_SEEDS, the ceiling last (revision c)
+        for lab, s in [(lab, s) for s in P.TEACH_SEEDS for lab in P.TEST_LABS]:
+            if _claim(out, f"{'ceiling' if ceiling else 'taught'}-{lab}-seed{s}"):
+                taught_point(bank, lab, out, s, threads, chosen, ceiling)
+                print(f"{lab} seed {s}: {'ceiling' if ceiling else 'taught'}", flush=True)
 
 
 @app.command()
