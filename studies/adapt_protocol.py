@@ -31,7 +31,6 @@ hindsight?
    seed % 5). The targets (issue "Every adaptation from one run, chosen by the lab's labels"): on the test labs,
    mean regret at most 0.02; chosen + taught at least +0.20 over own on average, no lab's seed mean below own by
    more than 0.01.
-"""
 
 Revised before any test-lab run (version 2.1; the labs, the rules and the targets unchanged), for compute: on one
 core a lab point took 4-5 minutes to predict with TTA and a teaching run about 6 minutes, so the protocol as written
@@ -39,6 +38,7 @@ needed about 4 hours of both cores. (a) Predictions are made with one view (no T
 under the same view, so the comparison between them stands; the selection labs' first points (with TTA, 4 of 12,
 before the candidate set was fixed) were discarded and predicted again. (b) Teaching (protocol 6) on seed TEACH_SEEDS
 only; every treatment's score, the choice and its regret on all 3 seeds. (c) The ceiling last, as compute allows.
+"""
 
 SELECTION_LABS = ("lab151", "lab152", "stress40", "stress43")
 TEST_LABS = ("lab141", "lab142", "lab143", "lab144", "lab145", "lab146", "lab147",
