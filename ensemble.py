@@ -17,53 +17,15 @@ from submission.errors import KitError, user_errors, warn
 app = typer.Typer(add_completion=False)
 
 
-def _folders(run: list[Path] | None, runs: Path) -> list[Path] | None:
-    """The run folders named or found (None when logits CSV files are named)."""
-    from submission.data.targets import run_folders
-
-    if run and all(Path(r).suffix == ".csv" for r in run):
-        return None
-    return [Path(r) for r in run] if run else run_folders(runs)
-
-
-def _own_treatment(folder: Path) -> str:
-    """The test-time treatment a run's recipe names (its --adapt), from its config.json."""
-    from submission.config import read_config_file
-
-    return read_config_file(folder).get("adapt") or "own"
-
-
-def _treatment(folders, adapt: str | None, target, runs: Path, mix: bool, choose: bool, console) -> str | None:
-    """The one treatment whose logits are averaged: --adapt, else the lab's recorded choice, else the runs' own
-    (None: each run's own, as --mix or --choose across recipes allow)."""
-    from submission.methods.adapt import get
-    from submission.predict.choice import CHOICE, recorded_choice
-
-    if adapt:
-        return get(adapt).name
-    if folders is None:
-        return None
-    rec = recorded_choice(runs, target)
-    if rec is not None and not choose:
-        console.print(f"treatment {rec['treatment']}: chosen by {rec['labels']} of this lab's labels ({rec['why']}; "
-                      f"{runs / CHOICE}); --adapt NAME overrides it", highlight=False, soft_wrap=True)
-        return rec["treatment"]
-    own = {f.name: _own_treatment(f) for f in folders if (f / "config.json").is_file()}
-    if len(set(own.values())) > 1 and not (mix or choose):
-        listing = ", ".join(f"{k}: {v}" for k, v in own.items())
-        raise KitError(f"the runs treat the target differently ({listing}): average one treatment with --adapt NAME "
-                       "(predicted with infer.py --adapt NAME), or each run's own with --mix")
-    return next(iter(own.values())) if len(set(own.values())) == 1 else None
-
-
 def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str, tta: bool, treatment: str | None,
                   mix: bool) -> list[Path]:
     """The logits files to average: named CSVs, or NAME_CHECKPOINT_TTA_TREATMENT's file of each run folder (each
     run's own treatment where `treatment` is None); one kind unless `mix`."""
     from submission.data.targets import logits_kind, logits_name
+    from submission.predict.choice import own_treatment, run_folders_of
 
-    folders = _folders(run, runs)
-    want = lambda f: f / logits_name(name, checkpoint, tta, treatment or _own_treatment(f))  # noqa: E731
+    folders = run_folders_of(run, runs)
+    want = lambda f: f / logits_name(name, checkpoint, tta, treatment or own_treatment(f))  # noqa: E731
     if folders is None:
         files = [Path(r) for r in run]
     elif run:
@@ -92,6 +54,13 @@ def _logits_files(run: list[Path] | None, runs: Path, name: str, checkpoint: str
     return files
 
 
+Tta = Annotated[bool, typer.Option("--tta/--no-tta", help=(
+    "Average the logits files infer.py wrote with TTA (its 8 dihedral views already averaged), or those without "
+    "(--no-tta); ensemble.py itself averages runs, not views."))]
+Adapt = Annotated[Optional[str], typer.Option(help=(
+    "The test-time treatment whose logits to average (infer.py --adapt predicted them) (default: the one the lab's "
+    "labels chose, where recorded, else the runs' own). With --labels and the logits of several treatments (or "
+    "checkpoints), the labels choose unless --adapt names one."), show_default=False)]
 Choose = Annotated[bool, typer.Option("--choose", metavar="", help=(
         "With --labels and runs of several recipes (kit, source-only, mcc, ...): keep the kit's runs unless another "
         "recipe's ensemble beats them on the labelled cells by more than the 90% interval of the difference; "
@@ -114,7 +83,7 @@ def main(
     runs: cli.Runs = Path("runs"),
     split: cli.Split = "WBC2",
     checkpoint: cli.Checkpoint = "best",
-    tta: cli.Tta = True,
+    tta: Tta = True,
     mix: Annotated[bool, typer.Option("--mix", help="Allow logits of different kinds (checkpoint, TTA) in one ensemble.")] = False,
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the first run was trained on).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="The folder that infer.py --images predicted, instead of a split.")] = None,
@@ -129,26 +98,19 @@ def main(
     check: Annotated[Optional[Path], typer.Option(help="Only check this submission file against the split on disk, write nothing.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the per-class counts and the agreement matrix into this PNG.")] = None,
     do_no_harm: cli.DoNoHarm = False,
-    adapt: Annotated[Optional[str], typer.Option(help=(
-        "The test-time treatment whose logits to average (infer.py --adapt predicted them) (default: the one the "
-        "lab's labels chose, where recorded, else the runs' own). With --labels and the logits of several treatments "
-        "(or checkpoints), the labels choose unless --adapt names one."), show_default=False)] = None,
+    adapt: Adapt = None,
     report: Annotated[Optional[Path], typer.Option(help=(
         "Also write a lab report: one self-contained HTML page (summary, the estimate, per-class galleries of "
         "the cells, the uncertain ones, a sortable table) that opens in any browser, offline."))] = None,
     ask: Ask = 55,
     ask_by: AskBy = "random",
 ):
-    """Average the logits of several runs image by image (joined on Image) and write the submission.
+    """Average the logits of several runs image by image (joined on Image) and write the submission, checked before
+    it is written: every image of the split once, in numeric order, Label and LabelID agreeing with the class table.
 
-    With --labels (the lab's labelled cells, of WBC1 for instance) and the logits of several test-time treatments
-    of the same runs (infer.py --adapt all, on the labelled split and on this one), the labels choose the treatment:
-    the runs' own unless another beats it on the labelled cells by more than the 90% interval of the difference
-    (under 3 labels per labelled class: the runs' own, said so). The choice is printed with why, recorded beside the
-    runs (later predictions of this lab use it) and its submission written.
-
-    The file is checked before it is written: every image of the split exactly once, in numeric
-    order, Label and LabelID agreeing with the class table, one class list for all runs.
+    With --labels and the logits of several test-time treatments of the same runs (infer.py --adapt all, on the
+    labelled split and this one), the labels choose the treatment: the runs' own unless another beats it on the
+    labelled cells by more than the 90% interval of the difference; printed with why, recorded for this lab.
     """
     from submission.predict.submit import ensemble_logits, read_logits
 
@@ -157,13 +119,8 @@ def main(
     target_of = partial(_target_of, images, data_root, split, runs)
     if check is not None:
         return _check(check, run, runs, name, target_of, console)
-    folders = _folders(run, runs)
-    target = target_of(folders[0] if folders else Path(run[0]).parent)
-    choice = None
-    if labels is not None and folders and not choose and not adapt:
-        choice = _choose_treatment(folders, runs, checkpoint, tta, labels, images, data_root, target, console)
-    treatment = choice["treatment"] if choice else _treatment(folders, adapt, target, runs, mix, choose, console)
-    checkpoint = choice["checkpoint"] if choice else checkpoint
+    target, treatment, checkpoint, choice = _which(run, runs, name, target_of, (images, data_root), checkpoint, tta,
+                                                   labels, adapt, mix, choose, console)
     files = _logits_files(run, runs, name, checkpoint, tta, treatment, mix or choose)
     lab = _labels(labels, choose, target, files, ask, ask_by)
     files = _choose(files, lab, console) if choose else files
@@ -179,6 +136,21 @@ def main(
     console.print(f"wrote {written}: {len(sub)} rows from {len(frames)} runs")
     _trust_and_report(files, frames, mean, Path(written), target, (report, ask, ask_by), min_confidence, lab, console,
                       treatment, choice)
+
+
+def _which(run, runs: Path, name: str, target_of, where, checkpoint: str, tta: bool, labels, adapt, mix: bool,
+           choose: bool, console):
+    """(target, treatment, checkpoint, the labels' choice or None): which logits to average."""
+    from submission.predict.choice import choose_by_labels, run_folders_of, treatment_of
+
+    folders = run_folders_of(run, runs)
+    target = target_of(folders[0] if folders else Path(run[0]).parent)
+    if labels is not None and folders and not choose and not adapt:
+        lab_target = lambda s: target if s == name else _target_of(*where, s, runs, folders[0])  # noqa: E731
+        choice = choose_by_labels(folders, checkpoint, tta, labels, lab_target, console)
+        if choice is not None:
+            return target, choice["treatment"], choice["checkpoint"], choice
+    return target, treatment_of(folders, adapt, target, runs, mix, choose, console), checkpoint, None
 
 
 def _target_of(images, data_root, split: str, runs: Path, first_run: Path | None):
@@ -240,55 +212,13 @@ def _labels(labels, choose: bool, target, files, ask: int, ask_by: str):
     from submission.predict.labelled import usable_labels
 
     if labels_split(labels) != target.name and not choose:
+        from submission.errors import note
+
+        note(f"{labels} labels cells of {labels_split(labels)}, not of {target.name}: it checks nothing here (check "
+             f"with --split {labels_split(labels)}); it chooses the treatment where every run has the logits of "
+             f"several on {labels_split(labels)} (infer.py --split {labels_split(labels)} --adapt all)")
         return None
     return usable_labels(labels, target.name, target.images, [f.parent for f in files])
-
-
-def _choose_treatment(folders, runs: Path, checkpoint: str, tta: bool, labels: Path, images, data_root, target,
-                      console) -> dict | None:
-    """The treatment (and checkpoint) the lab's labels choose, among those whose logits every run has on the labelled
-    split: printed with why and recorded beside the runs. None when there is nothing to choose from."""
-    import re
-
-    from submission.data.labels import labels_split
-    from submission.data.targets import logits_kind
-    from submission.predict.choice import CHOICE, record_choice
-    from submission.predict.labelled import choose_treatment, usable_labels
-    from submission.predict.submit import ensemble_logits, read_logits
-
-    split = labels_split(labels)
-    lab_target = target if split == target.name else _target_of(images, data_root, split, runs, folders[0])
-    pattern = re.compile(rf"logits_{re.escape(split)}_(best|avg|last)_{'tta' if tta else 'notta'}_(.+)\.csv")
-    kinds = {}
-    for f in folders:
-        for csv in f.glob(f"logits_{split}_*.csv"):
-            m = pattern.fullmatch(csv.name)
-            if m and logits_kind(csv).get("treatment") == m.group(2):
-                kinds.setdefault((m.group(2), m.group(1)), []).append(csv)
-    groups = {k: v for k, v in kinds.items() if len(v) == len(folders)}  # every run has it
-    own = {_own_treatment(f) for f in folders}
-    if len(groups) < 2 or len(own) > 1:
-        return None
-    default = (own.pop(), checkpoint)
-    if default not in groups:
-        return None
-    label = lambda k: k[0] if k[1] == checkpoint else f"{k[0]} ({k[1]}.pt)"  # noqa: E731
-    lab = usable_labels(labels, split, lab_target.images, folders)
-    logits = {label(k): ensemble_logits([read_logits(f) for f in fs]) for k, fs in groups.items()}
-    res = choose_treatment(logits, label(default), lab)
-    console.print(f"[bold]test-time treatments of {len(folders)} runs, scored on {len(lab)} labelled cells of {split}[/]"
-                  f" (macro F1 over the whole split, estimated; the difference to {label(default)} with its 90% "
-                  "interval):", highlight=False)
-    for row in sorted(res["candidates"], key=lambda r: -r["macro_f1"]):
-        console.print(f"  {row['candidate']:<24} {row['macro_f1']:.3f}  {row['vs_default']:+.3f} "
-                      f"[{row['interval'][0]:+.3f}, {row['interval'][1]:+.3f}]", highlight=False)
-    chosen = next(k for k in groups if label(k) == res["chosen"])
-    rec = {"treatment": chosen[0], "checkpoint": chosen[1], "chosen": res["chosen"], "default": res["default"],
-           "why": res["why"], "labels": res["labels"], "labels_file": str(labels), "candidates": res["candidates"]}
-    where = record_choice(folders[0].parent, lab_target, rec)
-    console.print(f"[bold]chose {res['chosen']}[/]: {res['why']} (recorded in {where}: later predictions of this "
-                  f"lab use it; --adapt NAME overrides it)", highlight=False, soft_wrap=True)
-    return rec
 
 
 def _choose(files: list[Path], lab, console) -> list[Path]:

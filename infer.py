@@ -11,6 +11,9 @@ from submission import cli
 from submission.errors import KitError, user_errors
 
 app = typer.Typer(add_completion=False)
+Refit = Annotated[bool, typer.Option("--refit", help=(
+    "Fit every treatment on the images predicted, also the run's own, whose state the checkpoint holds (fitted on the "
+    "run's target during training)."))]
 
 
 @app.command()
@@ -39,9 +42,7 @@ def main(
     cache: cli.Cache = True,
     cache_dir: cli.CacheDir = Path("cache"),
     adapt: cli.Adapt = None,
-    refit: Annotated[bool, typer.Option("--refit", help=(
-        "Fit every treatment on the images predicted, also the run's own, whose state the checkpoint holds (fitted on "
-        "the run's target during training).")), ] = False,
+    refit: Refit = False,
     reference: cli.Reference = None,
     estimate: cli.Estimate = True,
 ):

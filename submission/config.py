@@ -15,11 +15,9 @@ from pathlib import Path
 from submission.choices import CHOICES, choices_help
 from submission.cores import default_workers
 from submission.errors import KitError
-from submission.methods.adapt import NAMES, needs_batchnorm
-from submission.methods.adapt import get as treatment
-from submission.methods.adapt import settings as treatment_settings
+from submission.methods.adapt import NAMES, needs_batchnorm, get as treatment, settings as treatment_settings
 from submission.methods.registry import TERMS
-from submission.recipes import DEMO, RECIPES
+from submission.recipes import DEMO, RECIPES, legacy
 
 FIELD_UM = 25.0  # every image is centre-cropped to this physical field before resizing
 # Pixels per micrometre of each dataset (challenge README): the 25 um crop follows from it.
@@ -123,11 +121,9 @@ class _Settings:
                                        "images (0: off).")
     strong_aug: bool = setting(False, "Strong generic augmentation (the domain-generalisation baseline): zoom 0.3, HED "
                                       "jitter 0.05, hue jitter, sensor noise and JPEG on top of the usual ones.")
-    adapt: str = setting("own", "Test-time treatment of the target: how its images are normalised and the network's "
-                                "statistics treated when it is scored and predicted (" + ", ".join(NAMES) + "; "
-                                "python infer.py --adapt all predicts under every one). With --labels --init: teach "
-                                "under this treatment (default: the one the lab's labels chose, if recorded, else the "
-                                "run's).", choices=NAMES)
+    adapt: str = setting("own", "Test-time treatment of the target, when it is scored and predicted (" + ", ".join(NAMES)
+                         + "; infer.py --adapt all predicts under each). With --labels --init: teach under it (default: "
+                           "the one the lab's labels chose, if recorded, else the run's).", choices=NAMES)
     watch_split: str | None = setting(None, "Studies: also save every epoch's outputs on this split (e.g. WBC2) to "
                                             "score checkpoint choices later; never used for the choice.")
     keep_epochs: bool = setting(False, "Studies: also keep every epoch's weights (RUN/epochs/epochNNN.pt) to score "
@@ -250,16 +246,6 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def legacy(values: dict) -> dict:
-    """Settings of earlier versions of the kit in today's words: --adabn [--bn-balance] is --adapt adabn
-    (adabn-balanced), --prior-em is --adapt prior (AdaBN wins where both were on)."""
-    values = dict(values)
-    adabn, balance, prior = (values.pop(k, None) for k in ("adabn", "bn_balance", "prior_em"))
-    if "adapt" not in values and (adabn or prior):
-        values["adapt"] = ("adabn-balanced" if balance else "adabn") if adabn else "prior"
-    return values
-
-
 def read_config_file(path) -> dict:
     """The settings recorded in a run's config.json (keys that are not settings are ignored)."""
     path = Path(path)
@@ -292,6 +278,8 @@ def make_config(recipe: str | None = None, demo: bool = False, config_file=None,
     values = {**RECIPES[name], **(DEMO if demo else {}), **recorded, **given, "recipe": name}
     if "adapt" in given and "target_norm" not in given and treatment(given["adapt"]).target_norm:
         values["target_norm"] = treatment(given["adapt"]).target_norm  # teaching under own or source: its cells too
+    if "target_norm" in given and "adapt" not in given and values.get("adapt", "own") in TARGET_NORMS:
+        values["adapt"] = given["target_norm"]  # a normalisation treatment follows --target-norm
     if values.get("target_dir") and "target" not in given and "target" not in recorded:
         values["target"] = Path(values["target_dir"]).name  # the folder names the target
     unknown = sorted(set(values) - set(FIELDS))

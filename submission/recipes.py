@@ -49,3 +49,13 @@ DEMO = {"data_root": "demo/data", "image_size": 64, "epochs": 8, "iters_per_epoc
 
 # Teaching (train.py --labels labels.csv --init RUN): a short continuation of RUN with its settings.
 TEACH = {"epochs": 3, "iters_per_epoch": 100, "average_last": 0, "select": "last", "keep_epochs": False, "watch_split": None}
+
+
+def legacy(values: dict) -> dict:
+    """Settings of earlier versions of the kit in today's words: --adabn [--bn-balance] is --adapt adabn
+    (adabn-balanced), --prior-em is --adapt prior (AdaBN wins where both were on)."""
+    values = dict(values)
+    adabn, balance, prior = (values.pop(k, None) for k in ("adabn", "bn_balance", "prior_em"))
+    if "adapt" not in values and (adabn or prior):
+        values["adapt"] = ("adabn-balanced" if balance else "adabn") if adabn else "prior"
+    return values

@@ -157,7 +157,7 @@ def test_methods_are_settings_of_one_run(tmp_path, tiny):
     from submission.data.targets import Target
     from submission.predict.inference import predict_run
 
-    cfg = tiny(tmp_path / "a", adabn=True, mcc_weight=1.0, colour_aug=0.5, stain_jitter=0.05, prior_em=True,
+    cfg = tiny(tmp_path / "a", adapt="adabn", mcc_weight=1.0, colour_aug=0.5, stain_jitter=0.05,
                watch_split="WBC2", select="avg")
     fit(cfg, overwrite=True)
     m = pd.read_csv(cfg.run_dir / "metrics.csv")
@@ -165,14 +165,15 @@ def test_methods_are_settings_of_one_run(tmp_path, tiny):
     assert len(list((cfg.run_dir / "watch_logits").glob("epoch*.npy"))) == cfg.epochs
     best, avg = load_checkpoint(cfg.run_dir / "best.pt"), load_checkpoint(cfg.run_dir / "avg.pt")
     assert best["selected_by"] == "avg" and all(torch.equal(best["model"][k], avg["model"][k]) for k in avg["model"])
-    bn = best["target_bn"]
+    bn = best["treatments"]["adabn"]["bn"]
     assert not torch.allclose(bn["backbone.bn1.running_mean"], best["model"]["backbone.bn1.running_mean"])
     target = Target.from_split("WBC1", cfg.data_root)
-    common = dict(tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=2 * cfg.batch_size, prior_em=False)
-    stored, refit, off = (predict_run(best, target, adabn=a, **common) for a in ("stored", "refit", "off"))
+    common = dict(tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=2 * cfg.batch_size)
+    stored, refit, off = (predict_run(best, target, **common), predict_run(best, target, refit=True, **common),
+                          predict_run(best, target, adapt="own", **common))
     assert np.allclose(stored, refit, atol=1e-4)  # the stored statistics are WBC1's
     assert not np.allclose(stored, off, atol=1e-3)
-    corrected = predict_run(best, target, adabn="stored", **{**common, "prior_em": True})
+    corrected = predict_run(best, target, adapt="prior", **common)
     assert np.allclose(np.exp(corrected).sum(1), 1, atol=1e-4) and not np.allclose(corrected, stored)
 
 

@@ -37,7 +37,7 @@ def test_mdd_fine_tunes_a_dinobloom_vit_and_predicts_from_the_checkpoint_alone(t
     ckpt = load_checkpoint(tmp_path / "seed0" / "best.pt")
     assert ckpt["arch"]["backbone"] == VIT_S and ckpt["arch"]["input_size"] == ckpt["image_size"] == 28
     assert ckpt["weights"] == {"file": "DinoBloom-S.pth", "sha256": weights.file_hash(path), "format": "DinoBloom (teacher)"}
-    assert ckpt["config"]["adabn"] is False and ckpt["config"]["input_norm"] == "weights"
+    assert ckpt["config"]["adapt"] == "own" and ckpt["config"]["input_norm"] == "weights"
     assert ckpt["normalization"]["Acevedo_20"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     trained = ckpt["model"]
     assert not torch.equal(trained["backbone.blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])  # it learned
@@ -102,7 +102,7 @@ def test_two_processes_fine_tune_a_vit(demo, tmp_path, dinobloom_s):
 
     path, _ = dinobloom_s
     torchrun(demo, tmp_path / "runs", 1, "--backbone", VIT_S, "--weights", str(path), "--image-size", "28",
-             "--no-adabn", recipe="seed")
+             recipe="seed")
     ckpt = load_checkpoint(tmp_path / "runs" / "seed0" / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["arch"]["backbone"] == VIT_S
     assert ckpt["weights"]["sha256"] == weights.file_hash(path)
@@ -117,8 +117,10 @@ def test_a_timm_convnet_trains_and_predicts(tiny, demo, tmp_path, model):
              iters_per_epoch=2))
     ckpt = load_checkpoint(tmp_path / "seed0" / "best.pt")
     assert ckpt["image_size"] == 32 and ckpt["config"]["input_norm"] == "weights"
-    assert ckpt["config"]["adabn"] is (model == "efficientnet_b0")  # AdaBN where the backbone has BatchNorm
-    assert ("target_bn" in ckpt) is (model == "efficientnet_b0")
+    # AdaBN where the backbone has BatchNorm, else the recipe's normalisation of the target (the sources')
+    assert ckpt["config"]["adapt"] == ("adabn" if model == "efficientnet_b0" else "source")
+    assert list(ckpt["treatments"]) == [ckpt["config"]["adapt"]]
+    assert (ckpt["treatments"][ckpt["config"]["adapt"]]["bn"] is not None) is (model == "efficientnet_b0")
     logits = predict_run(ckpt, wbc1(demo), tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
     assert logits.shape == (30, 11) and np.isfinite(logits).all()
 

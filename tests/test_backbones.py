@@ -93,20 +93,21 @@ def test_settings_that_follow_from_the_backbone(files, tmp_path):
     with pytest.raises(KitError, match=r"--backbone must be one of resnet18, resnet34, resnet50 or timm:MODEL"):
         resolve(make_config(backbone="vgg16"))
     cfg = resolve(make_config("adabn", backbone=VIT_S, weights=str(files["S"][0])))  # AdaBN: resolved with the model
-    assert (cfg.image_size, cfg.input_norm, cfg.backbone_lr_mult, cfg.adabn) == (224, "weights", 0.1, None)
-    assert resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]))).adabn is False  # the kit: no AdaBN
+    assert (cfg.image_size, cfg.input_norm, cfg.backbone_lr_mult, cfg.adapt) == (224, "weights", 0.1, None)
+    assert resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]))).adapt == "own"  # the kit: no AdaBN
     assert resolve(make_config(backbone=VIT_S, pretrained=False)).image_size == 518  # timm's own input size
     assert resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]), image_size=64)).image_size == 56
     assert resolve(make_config(image_size=64)).image_size == 64 and make_config().input_norm is None
     _, cfg, record = build_model(cfg)
-    assert cfg.adabn is False and record["format"] == "DinoBloom (teacher)" and len(record["sha256"]) == 16
-    with pytest.raises(KitError, match=r"--adabn does nothing for timm:vit_small_patch14_dinov2: it has no BatchNorm"):
-        build_model(resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]), adabn=True, image_size=28)))
-    with pytest.raises(KitError, match=r"--adabn with --freeze-backbone"):
-        build_model(make_config(freeze_backbone=True, adabn=True, pretrained=False))
-    assert build_model(make_config("adabn", freeze_backbone=True, pretrained=False))[1].adabn is False
-    assert build_model(make_config("adabn", backbone="timm:convnext_atto", pretrained=False, image_size=32))[1].adabn is False
-    assert build_model(make_config("adabn", backbone="timm:efficientnet_b0", pretrained=False, image_size=32))[1].adabn is True
+    assert cfg.adapt == "source" and record["format"] == "DinoBloom (teacher)" and len(record["sha256"]) == 16
+    with pytest.raises(KitError, match=r"--adapt adabn does nothing for timm:vit_small_patch14_dinov2: it has no BatchNorm"):
+        build_model(resolve(make_config(backbone=VIT_S, weights=str(files["S"][0]), adapt="adabn", image_size=28)))
+    with pytest.raises(KitError, match=r"--adapt adabn with --freeze-backbone"):
+        build_model(make_config(freeze_backbone=True, adapt="adabn", pretrained=False))
+    # the adabn recipe's treatment where the model has BatchNorm that learns, else its normalisation (the sources')
+    assert build_model(make_config("adabn", freeze_backbone=True, pretrained=False))[1].adapt == "source"
+    assert build_model(make_config("adabn", backbone="timm:convnext_atto", pretrained=False, image_size=32))[1].adapt == "source"
+    assert build_model(make_config("adabn", backbone="timm:efficientnet_b0", pretrained=False, image_size=32))[1].adapt == "adabn"
 
 
 def test_layer_wise_decay_scales_each_block_of_a_vit():
@@ -147,7 +148,7 @@ def test_a_resnet_from_a_weights_file_downloads_nothing(tmp_path, monkeypatch):
     expected = write_torchvision(tmp_path / "resnet18.pth", seed=5)
     cfg = make_config("adabn", weights=str(tmp_path / "resnet18.pth"))  # --pretrained is the default: the file replaces it
     model, cfg, record = build_model(resolve(cfg))
-    assert cfg.backbone_lr_mult == 0.1 and cfg.adabn is True and record["format"] == "state dict"
+    assert cfg.backbone_lr_mult == 0.1 and cfg.adapt == "adabn" and record["format"] == "state dict"
     assert all(torch.equal(v, expected[k]) for k, v in model.backbone.state_dict().items())
     with pytest.raises(KitError, match=r"no weights file"):
         resolve(make_config(weights=str(tmp_path / "missing.pth")))

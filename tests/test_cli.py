@@ -26,7 +26,7 @@ def test_every_setting_is_in_one_panel_and_the_help_shows_the_panels():
         assert f"─ {panel} ─" in out, panel
     assert "mcc" in next(line for line in out.splitlines() if "│ --recipe" in line)
     demo_line = next(line for line in out.splitlines() if "--demo " in line)
-    assert "<bool>" not in demo_line and "<bool>" not in next(line for line in out.splitlines() if "--adabn" in line)
+    assert "<bool>" not in demo_line and "<bool>" not in next(line for line in out.splitlines() if "--target-in-batch" in line)
 
 
 def test_the_defaults_the_help_states_are_what_a_run_records(demo, tmp_path):
@@ -74,17 +74,18 @@ def _options(app) -> dict:
 
 
 def test_a_flag_means_the_same_in_every_command():
-    """An option that two commands share takes the same kind of value in both (train.py's --adabn is a switch,
-    infer.py's BatchNorm choice is --bn-stats; train.py's --crop-px is per dataset, infer.py's folder crop is
-    --images-crop-px; train.py's --batch-size is per domain and step, infer.py's is --infer-batch-size)."""
+    """An option that two commands share takes the same kind of value in both (--adapt names treatments in all
+    three; train.py's --crop-px is per dataset, infer.py's folder crop is --images-crop-px; train.py's --batch-size
+    is per domain and step, infer.py's is --infer-batch-size)."""
     import ensemble
     import infer
     import train
 
     commands = {"train.py": _options(train.app), "infer.py": _options(infer.app), "ensemble.py": _options(ensemble.app)}
-    assert {"--adabn", "--crop-px", "--batch-size"} <= set(commands["train.py"])
-    assert {"--bn-stats", "--images-crop-px", "--infer-batch-size"} <= set(commands["infer.py"])
-    assert not {"--adabn", "--crop-px", "--batch-size"} & set(commands["infer.py"])
+    assert {"--adapt", "--crop-px", "--batch-size"} <= set(commands["train.py"])
+    assert {"--adapt", "--refit", "--images-crop-px", "--infer-batch-size"} <= set(commands["infer.py"])
+    assert "--adapt" in commands["ensemble.py"]
+    assert not {"--crop-px", "--batch-size"} & set(commands["infer.py"])
     def kind(p) -> str:  # a switch, a number or a text (a path is a text)
         return "switch" if p.is_flag else "number" if p.bare_type() in ("int", "float") else "text"
 

@@ -36,7 +36,7 @@ def test_train_infer_ensemble_check(demo, two_runs, tmp_path):
     out = _ok(runner.invoke(infer.app, ["--runs", str(two_runs), "--tta", "--truth", str(demo / "labels"), *cache]))
     assert "macro F1" in out
     for seed in (0, 1):
-        logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2_best_tta.csv")
+        logits = pd.read_csv(two_runs / f"seed{seed}/logits_WBC2_best_tta_own.csv")
         assert list(logits.columns[:2]) == ["Image", "basophil"] and len(logits) == 30
     sub = tmp_path / "submission.csv"
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--submission", str(sub), "--truth", str(demo / "labels"),
@@ -61,7 +61,7 @@ def test_single_run_writes_the_submission_and_wbc1_too(demo, two_runs, tmp_path)
     assert len(pd.read_csv(sub)) == 30
     _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--split", "WBC1", "--submission", str(tmp_path / "w1.csv"),
                                   "--cache-dir", str(two_runs / "cache")]))
-    assert (two_runs / "seed0/logits_WBC1_best_tta.csv").is_file()
+    assert (two_runs / "seed0/logits_WBC1_best_tta_own.csv").is_file()
 
 
 def test_any_folder_of_images(demo, two_runs, tmp_path):
@@ -76,7 +76,7 @@ def test_any_folder_of_images(demo, two_runs, tmp_path):
     out = _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--images", folder, "--px-per-um", "10",
                                         "--predictions", str(tmp_path / "g.csv"), "--no-cache"]))
     assert "assuming" not in out
-    meta = json.loads((two_runs / "seed0/logits_DATA-TEST_best_tta.json").read_text())
+    meta = json.loads((two_runs / "seed0/logits_DATA-TEST_best_tta_own.json").read_text())
     assert meta["crop_px"] == 250 and meta["checkpoint"] == "best" and meta["tta"] is True
 
 
@@ -120,7 +120,7 @@ def test_ensemble_refuses_to_mix_kinds_unless_asked(two_runs, tmp_path):
     _ok(runner.invoke(infer.app, [str(two_runs / "seed0"), "--no-tta", "--submission", str(tmp_path / "a.csv"), *cache]))
     _ok(runner.invoke(infer.app, [str(two_runs / "seed1"), "--checkpoint", "avg", "--submission", str(tmp_path / "b.csv"),
                                   *cache]))
-    files = [str(two_runs / "seed0/logits_WBC2_best_notta.csv"), str(two_runs / "seed1/logits_WBC2_avg_tta.csv")]
+    files = [str(two_runs / "seed0/logits_WBC2_best_notta_own.csv"), str(two_runs / "seed1/logits_WBC2_avg_tta_own.csv")]
     result = runner.invoke(ensemble.app, [*files, "--submission", str(tmp_path / "mixed.csv")])
     assert result.exit_code == 1 and "different kinds" in result.output and "--mix" in result.output
     assert not (tmp_path / "mixed.csv").exists()
@@ -128,7 +128,7 @@ def test_ensemble_refuses_to_mix_kinds_unless_asked(two_runs, tmp_path):
     # a run folder lacking the kind asked for is named, not silently skipped
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(two_runs), "--checkpoint", "avg", "--submission",
                                            str(tmp_path / "avg.csv")]))
-    assert "seed0 has no logits_WBC2_avg_tta.csv" in out.replace("\n", " ")
+    assert "seed0 has no logits_WBC2_avg_tta_own.csv" in out.replace("\n", " ")
 
 
 BLOCK_HEAVY = """
@@ -173,7 +173,7 @@ def test_predictions_carry_their_estimate_and_the_ensemble_its_report(demo, two_
         return gone <= gate
 
     for seed in (0, 1):
-        meta = json.loads((two_runs / f"seed{seed}/logits_WBC2_best_tta.json").read_text())
+        meta = json.loads((two_runs / f"seed{seed}/logits_WBC2_best_tta_own.json").read_text())
         rec = meta["trust"]
         assert rec["use"] == "single" and rec["estimator"] == single["estimator"] and rec["agreement"] is not None
         assert rec["available"] == (single["beats_constant"] and within_gate(rec))
@@ -261,11 +261,11 @@ def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two
     assert refused.exit_code == 1 and "must be a source-only run" in refused.output and "Traceback" not in refused.output
     out = _ok(runner.invoke(infer.app, ["--runs", str(runs), "--reference", str(ref), *cache]))
     assert "do no harm" in out
-    metas = [runs / f"seed{s}" / "logits_WBC2_best_tta.json" for s in (0, 1)]
+    metas = [runs / f"seed{s}" / "logits_WBC2_best_tta_own.json" for s in (0, 1)]
     for meta in metas:
         check = json.loads(meta.read_text())["do_no_harm"]
         assert set(check) >= {"fires", "vanished", "flip_rate", "reference_logits", "class_check_fires"}
-        assert check["reference_logits"] == str(ref / "logits_WBC2_best_tta.csv")
+        assert check["reference_logits"] == str(ref / "logits_WBC2_best_tta_source.csv")
         assert check["decided_by"] == "estimate" and check["fires"] == (check["estimate"] < check["reference_estimate"])
 
     def fire(meta, fires=True):  # as infer.py records a check (the tiny runs are too short to mean anything)
@@ -281,7 +281,7 @@ def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two
     fire(metas[0])
     out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--submission", str(sub), "--do-no-harm"]))
     assert "reference's prediction" in out
-    reference = pd.read_csv(ref / "logits_WBC2_best_tta.csv").set_index("Image")
+    reference = pd.read_csv(ref / "logits_WBC2_best_tta_source.csv").set_index("Image")
     expected = reference.to_numpy().argmax(1)
     got = pd.read_csv(sub).set_index("Image").loc[reference.index, "LabelID"].to_numpy()
     assert (got == expected).all()
@@ -300,7 +300,7 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
     dest, paired = tmp_path / "record.json", tmp_path / "paired"  # the comparison: seed 1's file as both seeds'
     for seed in (0, 1):
         (paired / f"seed{seed}").mkdir(parents=True)
-        shutil.copy(runs / "seed1/logits_WBC2_best_tta.csv", paired / f"seed{seed}/logits_WBC2_best_tta.csv")
+        shutil.copy(runs / "seed1/logits_WBC2_best_tta_own.csv", paired / f"seed{seed}/logits_WBC2_best_tta_own.csv")
     failed = runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
                                         "--paired", str(paired), "--dest", str(dest)])
     assert failed.exit_code == 1 and "submission.csv: run ensemble.py" in failed.output
@@ -311,7 +311,7 @@ def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
     rec = json.loads(dest.read_text())
     truth = pd.read_csv(demo / "labels/WBC2.csv", dtype={"Image": str}).set_index("Image")["LabelID"]
     for seed in (0, 1):
-        z = pd.read_csv(runs / f"seed{seed}/logits_WBC2_best_tta.csv", dtype={"Image": str}).set_index("Image")
+        z = pd.read_csv(runs / f"seed{seed}/logits_WBC2_best_tta_own.csv", dtype={"Image": str}).set_index("Image")
         pred = z.loc[truth.index].to_numpy().argmax(1)
         assert rec["seeds"][f"seed{seed}"]["macro_f1"] == round(f1_score(truth, pred, average="macro"), 4)
     ens = pd.read_csv(sub, dtype={"Image": str}).set_index("Image").loc[truth.index, "LabelID"]
@@ -372,3 +372,72 @@ def test_a_lab_asks_labels_checks_chooses_and_teaches(demo, two_runs, tmp_path):
     out = _ok(runner.invoke(ensemble.app, [*members, "--split", "WBC1", "--no-tta", "--submission", str(w1), "--labels",
                                            str(labels), "--choose"]))
     assert "source-only:" in out and ("chose kit" in out or "chose source-only" in out)
+
+
+def test_every_treatment_then_the_labels_choose_record_and_teach_under_it(demo, two_runs, tmp_path):
+    """infer.py --adapt all on the labelled split and the test split, ensemble.py --labels: every treatment scored
+    on the labelled cells, the choice said with why, its submission written and recorded; later predictions and
+    teaching of the same lab use it, --adapt overrides it."""
+    from submission.demo.labeller import app as labeller
+    from submission.methods.adapt import NAMES
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1):  # the runs' weights and settings (not their other files: the record is this test's own)
+        (runs / f"seed{seed}").mkdir(parents=True)
+        for f in ("best.pt", "config.json"):
+            shutil.copy(two_runs / f"seed{seed}" / f, runs / f"seed{seed}" / f)
+    cache = ["--cache-dir", str(two_runs / "cache")]
+    for split in ("WBC1", "WBC2"):
+        _ok(runner.invoke(infer.app, ["--runs", str(runs), "--split", split, "--no-tta", "--adapt", "all", *cache]))
+    for name in NAMES:
+        meta = json.loads((runs / f"seed0/logits_WBC2_best_notta_{name}.json").read_text())
+        assert meta["treatment"] == name and meta["treatment_info"]["summary"]
+    _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--split", "WBC1", "--no-tta", "--adapt", "own",
+                                     "--submission", str(tmp_path / "w1.csv"), "--report", str(tmp_path / "r.html"),
+                                     "--ask", "22"]))
+    labels = tmp_path / "labels.csv"
+    _ok(runner.invoke(labeller, [str(tmp_path / "asked_WBC1.csv"), "--truth", str(demo / "labels"), "--out", str(labels)]))
+    sub = tmp_path / "submission.csv"
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--no-tta", "--labels", str(labels), "--submission",
+                                           str(sub), "--report", str(tmp_path / "report.html"), "--ask", "0"]))
+    flat = out.replace("\n", " ")
+    assert "scored on 22 labelled cells of WBC1" in flat and all(f"  {n} " in out for n in NAMES)
+    record = json.loads((runs / "adapt_choice.json").read_text())
+    (lab, choice), = record.items()
+    assert lab == str((demo / "data").resolve()) and choice["default"] == "own" and choice["why"] in flat
+    assert f"chose {choice['chosen']}" in flat and len(choice["candidates"]) == len(NAMES)
+    written = json.loads(sub.with_suffix(".json").read_text())
+    assert written["treatment"] == choice["treatment"] and written["choice"]["why"] == choice["why"]
+    assert all(m.endswith(f"_notta_{choice['treatment']}.csv") for m in written["members"])
+    assert f"Predicted under <b>{choice['treatment']}</b>" in (tmp_path / "report.html").read_text()
+
+    # later: infer.py and ensemble.py on this lab use the choice and say so; --adapt overrides it
+    (runs / f"seed0/logits_WBC2_best_tta_{choice['treatment']}.csv").unlink(missing_ok=True)
+    out = _ok(runner.invoke(infer.app, ["--runs", str(runs), "--tta", *cache]))
+    assert "chosen by 22 of this lab's labels" in out.replace("\n", " ")
+    assert (runs / f"seed0/logits_WBC2_best_tta_{choice['treatment']}.csv").is_file()
+    other = "source" if choice["treatment"] != "source" else "own"
+    _ok(runner.invoke(infer.app, ["--runs", str(runs), "--tta", "--adapt", other, *cache]))
+    assert (runs / f"seed0/logits_WBC2_best_tta_{other}.csv").is_file()
+
+    # the same rule keeps the default with too few labels per class
+    few = tmp_path / "few.csv"
+    pd.read_csv(labels).head(5).to_csv(few, index=False)
+    out = _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--no-tta", "--labels", str(few), "--submission",
+                                           str(tmp_path / "few_sub.csv")]))
+    assert "chose own: own kept: 5 labels are under 3 per labelled class" in out.replace("\n", " ")
+
+    # teaching continues under the recorded choice, or under --adapt
+    rec = json.loads((runs / "adapt_choice.json").read_text())
+    rec[lab]["treatment"] = "adabn"
+    (runs / "adapt_choice.json").write_text(json.dumps(rec))
+    tiny = ["--epochs", "1", "--iters-per-epoch", "1", "--workers", "0", "--device", "cpu", *cache, "--no-plots"]
+    out = _ok(runner.invoke(train.app, ["--labels", str(labels), "--init", str(runs / "seed0"), "--runs",
+                                        str(tmp_path / "taught"), *tiny]))
+    assert "teaching under --adapt adabn" in out.replace("\n", " ")
+    taught = json.loads((tmp_path / "taught/seed0/config.json").read_text())
+    assert taught["adapt"] == "adabn" and taught["target_norm"] == "own"
+    _ok(runner.invoke(train.app, ["--labels", str(labels), "--init", str(runs / "seed0"), "--adapt", "source", "--runs",
+                                  str(tmp_path / "taught2"), *tiny]))
+    taught = json.loads((tmp_path / "taught2/seed0/config.json").read_text())
+    assert taught["adapt"] == "source" and taught["target_norm"] == "source"

@@ -189,7 +189,7 @@ def test_the_measured_records_say_where_they_came_from_and_the_kit_follows_the_f
     assert all(getattr(adabn, t.weight) == getattr(chosen, t.weight) == 0 for t in TERMS)
     assert (adabn.target_in_batch, adabn.colour_aug, adabn.target_norm) == (chosen.target_in_batch, chosen.colour_aug,
                                                                             chosen.target_norm)
-    assert adabn.adabn == chosen.adabn is True
+    assert adabn.adapt == chosen.adapt == "adabn"
     s = json.loads(records[2].read_text())  # the stress study's choice (v1, 64 px, 600 steps): the kit's recipe
     kit, chosen = make_config("kit"), make_config(s["recipe"], **s["settings"])
     assert {k: v for k, v in dataclasses.asdict(kit).items() if k != "recipe"} == \

@@ -29,8 +29,9 @@ def test_retargeting_a_run_equals_a_full_run_on_the_other_target(recipe, tiny, t
     if recipe == "kit":  # the target's own statistics: WBC2's, not WBC1's
         assert c["normalization"]["WBC2"] != a["normalization"]["WBC1"]
     else:
-        assert all(torch.equal(b["target_bn"][k], c["target_bn"][k]) for k in b["target_bn"])
-        assert any(not torch.equal(a["target_bn"][k], c["target_bn"][k]) for k in c["target_bn"])
+        bn = lambda ckpt: ckpt["treatments"]["adabn"]["bn"]
+        assert all(torch.equal(bn(b)[k], bn(c)[k]) for k in bn(b))
+        assert any(not torch.equal(bn(a)[k], bn(c)[k]) for k in bn(c))
     with pytest.raises(KitError, match="0 only with --init"):
         make_config(epochs=0)
 
@@ -38,7 +39,7 @@ def test_retargeting_a_run_equals_a_full_run_on_the_other_target(recipe, tiny, t
 def test_balanced_weights_move_the_estimated_prior_to_a_uniform_one():
     import numpy as np
 
-    from submission.methods.adabn import balanced_weights
+    from submission.methods.adapt.adabn_balanced import balanced_weights
 
     labels = np.array([0] * 12 + [1] * 3 + [2] * 1)
     probs = np.eye(3)[labels]  # confident predictions: the weights are 1 / prior of the class
@@ -57,20 +58,21 @@ def test_the_adabn_guards_change_the_statistics_and_inference_follows_them(tiny,
     base = dataclasses.replace(tiny(tmp_path / "a", recipe="adabn"), epochs=1)
     fit(base)
     plain = load_checkpoint(base.run_dir / "best.pt")
-    balanced = make_config(init=str(base.run_dir), epochs=0, bn_balance=True, runs=str(tmp_path / "bal"))
+    balanced = make_config(init=str(base.run_dir), epochs=0, adapt="adabn-balanced", runs=str(tmp_path / "bal"))
     fit(balanced)
     bal = load_checkpoint(balanced.run_dir / "best.pt")
     assert all(torch.equal(plain["model"][k], bal["model"][k]) for k in plain["model"])
-    assert any(not torch.equal(plain["target_bn"][k], bal["target_bn"][k]) for k in bal["target_bn"])
+    bn = lambda ckpt, name: ckpt["treatments"][name]["bn"]
+    assert any(not torch.equal(bn(plain, "adabn")[k], bn(bal, "adabn-balanced")[k]) for k in bn(bal, "adabn-balanced"))
     small = make_config(init=str(base.run_dir), epochs=0, bn_min_images=10_000, runs=str(tmp_path / "small"))
     fit(small)
     kept = load_checkpoint(small.run_dir / "best.pt")
-    assert kept.get("target_bn") is None and kept["config"]["adabn"]
+    assert bn(kept, "adabn") is None and kept["config"]["adapt"] == "adabn"
     target = Target.from_split("WBC2", base.data_root)
     opts = dict(tta=False, device="cpu", cache_dir=base.cache_dir, batch_size=16)
     stored = predict_run(kept, target, **opts)  # no stored statistics: the training ones
-    assert np.allclose(stored, predict_run(plain, target, adabn="off", **opts), atol=1e-5)
+    assert np.allclose(stored, predict_run(plain, target, adapt="source", **opts), atol=1e-5)
     wbc1 = Target.from_split("WBC1", base.data_root)  # the run's target: refit keeps the run's guard, as stored
-    refit = predict_run(bal, wbc1, adabn="refit", **opts)
-    assert np.allclose(refit, predict_run(bal, wbc1, adabn="stored", **opts), atol=1e-4)
-    assert not np.allclose(refit, predict_run(plain, wbc1, adabn="refit", **opts), atol=1e-3)
+    refit = predict_run(bal, wbc1, refit=True, **opts)
+    assert np.allclose(refit, predict_run(bal, wbc1, **opts), atol=1e-4)
+    assert not np.allclose(refit, predict_run(plain, wbc1, refit=True, **opts), atol=1e-3)

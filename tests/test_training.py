@@ -14,7 +14,7 @@ from submission.train.checkpoint import RunningAverage, load_checkpoint, model_f
 from submission.train.loop import fit
 
 
-def test_the_default_recipe_trains_on_the_sources_and_stores_target_batchnorm(tiny, tmp_path):
+def test_the_adabn_recipe_trains_on_the_sources_and_stores_target_batchnorm(tiny, tmp_path):
     from submission.data.targets import Target
     from submission.predict.inference import predict_run
 
@@ -23,10 +23,11 @@ def test_the_default_recipe_trains_on_the_sources_and_stores_target_batchnorm(ti
     metrics = pd.read_csv(tmp_path / "seed0" / "metrics.csv")
     assert "mcc_loss" not in metrics and "transfer_loss" not in metrics  # no adaptation term: no column
     best = load_checkpoint(tmp_path / "seed0" / "best.pt")
-    assert best["selected_by"] == "last" and best["epoch"] == 1 and best["config"]["adabn"] and "target_bn" in best
+    assert best["selected_by"] == "last" and best["epoch"] == 1 and best["config"]["adapt"] == "adabn"
+    assert best["treatments"]["adabn"]["bn"]
     target = Target.from_split("WBC2", cfg.data_root)
     common = dict(tta=False, device="cpu", cache_dir=cfg.cache_dir, batch_size=16)
-    stored, off = (predict_run(best, target, adabn=a, **common) for a in ("stored", "off"))
+    stored, off = (predict_run(best, target, adapt=a, **common) for a in ("adabn", "source"))
     assert not np.allclose(stored, off, atol=1e-4)  # inference uses the target's BatchNorm statistics
 
 
@@ -308,9 +309,14 @@ def test_recipes_and_the_demo_preset_fill_only_what_is_not_given(tmp_path):
     assert make_config("seed", lr=0.01).lr == 0.01
     assert make_config("source-only").mcc_weight == 0.0 and make_config("mcc").mcc_weight == 1.0
     kit = make_config("kit")  # the stress study's choice: source-only training, the target's own normalisation
-    assert not kit.adabn and kit.target_norm == "own" and not kit.target_in_batch and kit.mcc_weight == 0.0
-    assert kit.select == "source-val" and make_config() == kit and not make_config("source-only").adabn
-    assert make_config("adabn").adabn and make_config("adabn").select == "last"
+    assert kit.adapt == "own" and kit.target_norm == "own" and not kit.target_in_batch and kit.mcc_weight == 0.0
+    assert kit.select == "source-val" and make_config() == kit and make_config("source-only").adapt == "source"
+    assert make_config("adabn").adapt == "adabn" and make_config("adabn").select == "last"
+    # earlier versions' settings in today's words; a normalisation treatment follows --target-norm
+    assert make_config(adabn=True, bn_balance=True).adapt == "adabn-balanced" and make_config(prior_em=True).adapt == "prior"
+    assert make_config("source-only", target_norm="own").adapt == "own"
+    assert make_config("adabn", target_norm="own").adapt == "adabn"
+    assert make_config(adapt="source").target_norm == "source"
     assert make_config("seed").trade_off == 1.0 and make_config("seed").mcc_weight == 0.0
     with pytest.raises(KitError, match="unknown recipe"):
         make_config("fancy")

@@ -149,13 +149,7 @@ class RunData:
             mean, std = dataset_stats(images, frame["path"].tolist(), parts[dataset][1], dataset, crops[dataset],
                                       cfg.work_size, cfg.cache_dir, self.stain)
             normalization[dataset] = {"mean": mean, "std": std}
-        if cfg.input_norm == "weights":  # the pretrained backbone's own normalisation, for every image
-            inp = default_input(cfg.backbone, parse_args(cfg.timm_args))
-            normalization = {d: {"mean": list(inp.mean), "std": list(inp.std)} for d in normalization}
-        # the target's normalisations a test-time treatment may take (methods/adapt): its own, the sources'
-        self.target_norms = {"own": normalization[cfg.target], "source": pooled([normalization[d] for d in SOURCES])}
-        if cfg.input_norm != "weights" and cfg.target_norm == "source":
-            normalization[cfg.target] = self.target_norms["source"]
+        normalization = self._target_norms(cfg, normalization)
         self.run_info = {"normalization": normalization, "data_root": str(data_root.resolve()),
                          "splits_dir": str(splits_dir.resolve()), "crop_px": crops,
                          "target_root": str(Path(target.data_root).resolve())}
@@ -193,6 +187,18 @@ class RunData:
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:
             warn(f"no training images for {', '.join(CLASSES[i] for i in missing)}: the model cannot learn them")
+
+    def _target_norms(self, cfg, normalization: dict) -> dict:
+        """The normalisations: the backbone's pretrained one for every image (--input-norm weights), or each dataset's
+        own with the target's as --target-norm says; keeps the target's own and the sources' pooled one, which a
+        test-time treatment may take (methods/adapt)."""
+        if cfg.input_norm == "weights":
+            inp = default_input(cfg.backbone, parse_args(cfg.timm_args))
+            normalization = {d: {"mean": list(inp.mean), "std": list(inp.std)} for d in normalization}
+        self.own_norm, self.sources_norm = normalization[cfg.target], pooled([normalization[d] for d in SOURCES])
+        if cfg.input_norm != "weights" and cfg.target_norm == "source":
+            normalization[cfg.target] = self.sources_norm
+        return normalization
 
     def _split_sources(self, cfg, prepared: dict, normalization: dict, cells) -> None:
         """The sources' training and held-out validation cells, their class mixes and the training prior."""

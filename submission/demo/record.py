@@ -74,12 +74,26 @@ def read_timings(path: Path | None) -> dict:
     return {name: int(seconds) for name, seconds in pairs}
 
 
-def _seed_scores(truth: pd.Series, runs: Path, split: str) -> dict:
-    from submission.data.targets import logits_name, run_folders
+def seed_logits(run: Path, split: str, treatment: str | None = None) -> Path:
+    """A run's logits file of best.pt with TTA on `split`: under `treatment`, else the only one there, else under
+    the run's own treatment (its config.json)."""
+    from submission.data.targets import logits_name
+
+    if treatment is None:
+        found = sorted(run.glob(f"logits_{split}_best_tta_*.csv"))
+        if len(found) == 1:
+            return found[0]
+        config = run / "config.json"
+        treatment = json.loads(config.read_text()).get("adapt", "own") if config.is_file() else "own"
+    return run / logits_name(split, "best", True, treatment)
+
+
+def _seed_scores(truth: pd.Series, runs: Path, split: str, treatment: str | None = None) -> dict:
+    from submission.data.targets import run_folders
 
     seeds = {}
     for run in run_folders(runs):
-        csv = run / logits_name(split, "best", True)
+        csv = seed_logits(run, split, treatment)
         if not csv.is_file():
             raise KitError(f"no {csv}: run infer.py --tta first")
         frame = pd.read_csv(csv, dtype={"Image": str}).set_index("Image")
@@ -97,7 +111,7 @@ def _taught(taught: Path | None, truth: pd.Series, split: str) -> dict | None:
     out = _seed_scores(truth, taught, split)
     for run in run_folders(taught):
         roles = pd.read_csv(run / "labels_taught.csv")
-        checked = [json.loads(f.read_text()).get("check") for f in sorted(run.glob("logits_*_best_tta.json"))]
+        checked = [json.loads(f.read_text()).get("check") for f in sorted(run.glob("logits_*_best_tta_*.json"))]
         out[run.name] |= {"taught_on": int((roles["role"] == "taught").sum()),
                           "held_out": int((roles["role"] == "held_out").sum()),
                           "check": next((c for c in checked if c), None)}

@@ -108,6 +108,14 @@ def predict_treatments(ckpt: dict, target: Target, names=None, tta=True, device=
     held_out = source_val_set(ckpt, cache, cache_dir, workers, progress)
     if held_out is None:
         return Treated(logits, None, info)
+    return Treated(logits, _source_val(held_out, names, state_of, model, loader_of, dev, amp, channels_last, tta,
+                                       progress, source_bn, prior), info)
+
+
+def _source_val(held_out, names, state_of, model, loader_of, dev, amp, channels_last, tta, progress, source_bn,
+                prior) -> dict:
+    """{treatment: SourceVal}: the held-out source fold through each treatment's BatchNorm statistics (one pass per
+    distinct statistics; the training ones with `source_bn="source"`) and its output treatment."""
     data, labels, names_val = held_out
     val_cache = {}
 
@@ -123,7 +131,7 @@ def predict_treatments(ckpt: dict, target: Target, names=None, tta=True, device=
         return val_cache[key]
 
     val_logits, _ = adapt.treat(names, state_of, val, prior)
-    return Treated(logits, {n: SourceVal(z, labels, names_val) for n, z in val_logits.items()}, info)
+    return {n: SourceVal(z, labels, names_val) for n, z in val_logits.items()}
 
 
 def _model_and_images(ckpt: dict, target: Target, dev, cache, cache_dir, workers, progress):

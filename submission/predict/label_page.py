@@ -38,8 +38,10 @@ def section(asked, images: list[str], thumbs: list[str], classes: list[str], spl
     return (f'<section id="label"><h2>Label these cells ({len(images)})</h2><p class="note">Pick the class of each cell '
             "(click, or press its key; <kbd>u</kbd> unsure or not a white cell, <kbd>z</kbd> undo). Labels stay in this "
             "browser across a reload; download them when done and give the file to the kit: "
-            "<code>python ensemble.py --labels labels.csv</code> checks the model, <code>python train.py --labels "
-            "labels.csv --init RUN</code> teaches it.</p>"
+            f"<code>python ensemble.py --split {html.escape(split)} --labels labels.csv</code> checks the model; "
+            f"<code>python infer.py --split {html.escape(split)} --adapt all</code> then <code>python ensemble.py "
+            f"--split {html.escape(split)} --labels labels.csv</code> also chooses its test-time treatment; "
+            "<code>python train.py --labels labels.csv --init RUN</code> teaches it.</p>"
             '<p class="lab-bar"><b id="lab-count">0</b> of ' + str(len(images)) + ' labelled '
             '<button type="button" id="lab-undo">Undo</button> <button type="button" id="lab-download">Download labels.csv</button></p>'
             + "".join(cells) + f'<script type="application/json" id="lab-meta">{json.dumps(meta)}</script></section>')

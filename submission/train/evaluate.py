@@ -39,8 +39,7 @@ def run_target(model, data: RunData, cfg: TrainConfig, device, channels_last, lo
         model=model, device=device, channels_last=channels_last,
         loader=lambda norm: loader_of(data.eval_cells("target", norm)),
         dataset=lambda norm: data.eval_cells("target", norm), loader_of=loader_of,
-        own_norm=lambda: data.target_norms["own"], run_norm=data.normalization[cfg.target],
-        source_norm=data.target_norms["source"], train_prior=data.run_info["train_prior"], seed=cfg.seed)
+        own_norm=lambda: data.own_norm, run_norm=data.normalization[cfg.target], source_norm=data.sources_norm, train_prior=data.run_info["train_prior"], seed=cfg.seed)
 
 
 def evaluate(model, data: RunData, cfg: TrainConfig, device, amp, channels_last, ranks: Ranks = Ranks(),

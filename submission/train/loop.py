@@ -292,8 +292,9 @@ def finish(run: RunState) -> dict:
 
 def epoch_line(row: dict, cfg: TrainConfig, is_best: bool, seconds: float) -> str:
     guard = "" if row["target_guard_ok"] or not cfg.select.startswith("snd") else " [dim]guarded out[/]"
-    losses = " ".join(f"{short(k)} {v:.3f}" for k, v in row.items() if k.endswith("_loss"))
-    return (f"epoch {row['epoch']}: {losses} "
-            f"val F1 {row['source_val_f1']:.3f} | {cfg.target} SND {row['target_snd']:.3f} "
-            f"ent {row['target_entropy']:.2f} cls {row['target_pred_classes']}{guard}"
+    losses = ", ".join(f"{short(k)} {v:.3f}" for k, v in row.items() if k.endswith("_loss"))
+    snd = f"SND {row['target_snd']:.3f}, " if cfg.select.startswith("snd") else ""
+    n = row["target_pred_classes"]
+    return (f"epoch {row['epoch']}: loss {losses} | val F1 {row['source_val_f1']:.3f} | {cfg.target}: {snd}"
+            f"{n} {'class' if n == 1 else 'classes'} predicted, entropy {row['target_entropy']:.2f}{guard}"
             + (" [green]best[/]" if is_best and cfg.select != "avg" else "") + f" [dim]{seconds:.0f}s[/]")
