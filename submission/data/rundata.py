@@ -175,14 +175,12 @@ class RunData:
         self.roots, self.crops = {d: root for d, (_, root) in parts.items()}, crops
         self.target_train = cells(images, np.full(len(frame), -1), True, norm)
         self.target_eval = cells(images, np.full(len(frame), -1), False, norm)
-        self._by_norm = {("target", _key(norm)): self.target_eval}
+        self._by_norm, self._run_norm = {}, _key(norm)
         self.target_paths = frame["path"].tolist()  # relative to the target's root: its Image names
         self._split_sources(cfg, prepared, normalization, cells)
         self.draw_weights = self._teach(cfg, target, frame, images, cells, norm, run_dir) if cfg.labels else None
         self.cfg_target = cfg.target
         self.watch = self._watch_split(cfg, data_root, splits_dir, crops, cells, norm, progress)
-        if self.watch is not None:
-            self._by_norm[("watch", _key(norm))] = self.watch
         self._probes = {}
         missing = sorted(set(range(NUM_CLASSES)) - set(self.source_train.labels.tolist()))
         if missing:
@@ -261,6 +259,8 @@ class RunData:
     def eval_cells(self, which: str, norm: dict):
         """The target's ("target") or the watched split's ("watch") cells without augmentation, normalised with
         `norm` (a test-time treatment's); the run's own datasets where the normalisation is the run's."""
+        if _key(norm) == self._run_norm:  # the run's own datasets (cached features where the backbone is frozen)
+            return self.target_eval if which == "target" else self.watch
         key = (which, _key(norm))
         if key not in self._by_norm:
             images = self.prepared[self.cfg_target][1] if which == "target" else self.watch_part[3]
