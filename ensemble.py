@@ -141,13 +141,13 @@ def main(
 def _which(run, runs: Path, name: str, target_of, where, checkpoint: str, tta: bool, labels, adapt, mix: bool,
            choose: bool, console):
     """(target, treatment, checkpoint, the labels' choice or None): which logits to average."""
-    from submission.predict.choice import choose_by_labels, run_folders_of, treatment_of
+    from submission.predict.choice import run_folders_of, treatment_by_labels, treatment_of
 
     folders = run_folders_of(run, runs)
     target = target_of(folders[0] if folders else Path(run[0]).parent)
     if labels is not None and folders and not choose and not adapt:
         lab_target = lambda s: target if s == name else _target_of(*where, s, runs, folders[0])  # noqa: E731
-        choice = choose_by_labels(folders, checkpoint, tta, labels, lab_target, console)
+        choice = treatment_by_labels(folders, checkpoint, tta, labels, lab_target, console)
         if choice is not None:
             return target, choice["treatment"], choice["checkpoint"], choice
     return target, treatment_of(folders, adapt, target, runs, mix, choose, console), checkpoint, None

@@ -97,7 +97,7 @@ def treatment_of(folders, adapt: str | None, target, runs: Path, mix: bool, choo
     return next(iter(own.values())) if len(set(own.values())) == 1 else None
 
 
-def choose_by_labels(folders, checkpoint: str, tta: bool, labels: Path, target_of, console) -> dict | None:
+def treatment_by_labels(folders, checkpoint: str, tta: bool, labels: Path, target_of, console) -> dict | None:
     """The treatment (and checkpoint) the lab's labels choose, among those whose logits every run has on the labelled
     split (`target_of(split)` resolves it): printed with why and recorded beside the runs. None when there is nothing
     to choose from."""
