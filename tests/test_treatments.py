@@ -143,3 +143,23 @@ def test_an_earlier_checkpoint_reads_in_todays_terms(kit_run, tmp_path):
     read = load_checkpoint(tmp_path / "old.pt")
     assert read["config"]["adapt"] == "adabn-balanced" and "target_bn" not in read
     assert read["treatments"]["adabn-balanced"]["bn"]["backbone.bn1.running_mean"].shape == (64,)
+
+
+def test_adabn_fits_on_an_evenly_spaced_subset_of_a_large_target(kit_run):
+    """--bn-fit-images caps the images a fitting pass sees (its cost); the balanced variant's EM reads the
+    logits of its first pass, one per fitted image."""
+    from types import SimpleNamespace
+
+    from submission.methods.adabn import target_batchnorm
+    from submission.methods.adapt.adabn import fit_dataset
+    from submission.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    t = SimpleNamespace(dataset=lambda norm: list(range(100)), run_norm={})
+    sub = fit_dataset(t, SimpleNamespace(bn_fit_images=8))
+    assert list(sub.indices) == [0, 14, 28, 42, 57, 71, 85, 99]
+    assert fit_dataset(t, SimpleNamespace(bn_fit_images=0)) == list(range(100))
+    assert fit_dataset(t, SimpleNamespace(bn_fit_images=100)) == list(range(100))
+    model = model_from_checkpoint(load_checkpoint(kit_run.run_dir / "best.pt")).eval()
+    outputs = []
+    target_batchnorm(model, [torch.randn(4, 3, 32, 32) for _ in range(3)], torch.device("cpu"), outputs=outputs)
+    assert torch.cat(outputs).shape == (12, 11)

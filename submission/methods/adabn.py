@@ -23,11 +23,12 @@ class _Enough(Exception):
 
 
 @torch.no_grad()
-def recompute_batchnorm(model, batches, device, channels_last=False, only=None) -> int:
+def recompute_batchnorm(model, batches, device, channels_last=False, only=None, outputs=None) -> int:
     """Re-estimate every BatchNorm's running statistics (or those of `only`, a list of the model's BatchNorm
     modules in forward order) as the plain mean of the per-batch statistics over `batches` (as SWA's update_bn
     does after averaging weights, and AdaBN on the target). Only those BatchNorm layers run in training mode
-    (dropout stays off); with `only`, each forward stops after the last of them. Returns the number of batches."""
+    (dropout stays off); with `only`, each forward stops after the last of them. Returns the number of batches;
+    `outputs` (a list, without `only`) receives each batch's logits of the pass (on the CPU)."""
     norms = _norms(model) if only is None else list(only)
     momenta = {m: m.momentum for m in norms}
     was_training = model.training
@@ -45,7 +46,9 @@ def recompute_batchnorm(model, batches, device, channels_last=False, only=None) 
     try:
         for x in batches:
             try:
-                model.predict(to_device(x, device, channels_last))
+                out = model.predict(to_device(x, device, channels_last))
+                if outputs is not None:
+                    outputs.append(out.detach().float().cpu())
             except _Enough:
                 pass
             n += 1
@@ -70,12 +73,12 @@ def batchnorm_state(model, only=None) -> dict:
 
 
 @torch.no_grad()
-def target_batchnorm(model, batches, device, channels_last=False, only=None) -> dict:
+def target_batchnorm(model, batches, device, channels_last=False, only=None, outputs=None) -> dict:
     """AdaBN (Li et al. 2016): the BatchNorm statistics of `batches` (target images, no
     augmentation) for the model's weights (all of them, or those of the BatchNorm modules `only`).
-    The model keeps its own statistics."""
+    The model keeps its own statistics; `outputs` as in recompute_batchnorm."""
     own = batchnorm_state(model)
-    recompute_batchnorm(model, batches, device, channels_last, only)
+    recompute_batchnorm(model, batches, device, channels_last, only, outputs)
     target = batchnorm_state(model, only)
     model.load_state_dict(own, strict=False)
     return target

@@ -1,11 +1,12 @@
 """Class-balanced AdaBN: the BatchNorm statistics of a class-balanced resample of the target, so a dominant class
 does not set them. The target's prior is estimated by EM (Saerens et al. 2002) from the predictions under plain
-AdaBN; the resample draws as many images as the target has, with replacement (seeded by the run's seed), each
-with weight sum_c p(c|x) / prior_c (importance weights under label shift towards a uniform prior)."""
+AdaBN (those of the pass that estimates its statistics, each batch normalised by its own statistics); the resample
+draws as many images as were fitted on (--bn-fit-images), with replacement (seeded by the run's seed), each with
+weight sum_c p(c|x) / prior_c (importance weights under label shift towards a uniform prior). Two passes."""
 
 import numpy as np
 
-from submission.methods.adapt.adabn import MIN_IMAGES, too_few
+from submission.methods.adapt.adabn import FIT_IMAGES, MIN_IMAGES, fit_dataset, too_few
 from submission.methods.adapt.treatment import Treatment
 
 
@@ -19,18 +20,17 @@ def balanced_weights(probs, prior, floor: float) -> np.ndarray:
 def fit(t, s) -> dict:
     import torch
 
-    from submission.methods.adabn import batchnorm_swapped, target_batchnorm
+    from submission.methods.adabn import target_batchnorm
     from submission.methods.prior import em_prior
-    from submission.methods.tta import predict_logits
 
     kept = too_few(t, s)
     if kept is not None:
         return kept
-    dataset = t.dataset(t.run_norm)
+    dataset = fit_dataset(t, s)
     n = len(dataset)
-    stats = target_batchnorm(t.model, (x for x, _ in t.loader_of(dataset)), t.device, t.channels_last)
-    with batchnorm_swapped(t.model, stats):
-        z = predict_logits(t.model, t.loader_of(dataset), t.device, False, t.channels_last)
+    outputs = []
+    target_batchnorm(t.model, (x for x, _ in t.loader_of(dataset)), t.device, t.channels_last, outputs=outputs)
+    z = torch.cat(outputs).float().numpy()
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     train_prior = t.train_prior if t.train_prior is not None else np.full(p.shape[1], 1 / p.shape[1])
@@ -46,4 +46,5 @@ def fit(t, s) -> dict:
 TREATMENT = Treatment(
     name="adabn-balanced", summary="AdaBN on a class-balanced resample of the target (its prior estimated by EM)",
     fits="the BatchNorm statistics of a class-balanced resample of the target",
-    stores="the BatchNorm buffers and the input normalisation", fit=fit, needs_batchnorm=True, settings=(MIN_IMAGES,))
+    stores="the BatchNorm buffers and the input normalisation", fit=fit, needs_batchnorm=True,
+    settings=(MIN_IMAGES, FIT_IMAGES))

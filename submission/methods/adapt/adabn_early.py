@@ -4,7 +4,7 @@ features, while a label shift (one class dominating the lab) moves the deep stat
 the dominant class. Each fitting pass stops after the first stage (about a quarter of a resnet18's forward)."""
 
 from submission.errors import KitError
-from submission.methods.adapt.adabn import MIN_IMAGES, too_few
+from submission.methods.adapt.adabn import FIT_IMAGES, MIN_IMAGES, fit_dataset, too_few
 from submission.methods.adapt.treatment import Treatment
 
 # the stem and first stage of the backbones the kit builds: torchvision and timm resnets (conv1/bn1, layer1),
@@ -30,7 +30,7 @@ def fit(t, s) -> dict:
     kept = too_few(t, s)
     if kept is not None:
         return kept
-    stats = target_batchnorm(t.model, (x for x, _ in t.loader(t.run_norm)), t.device, t.channels_last,
+    stats = target_batchnorm(t.model, (x for x, _ in t.loader_of(fit_dataset(t, s))), t.device, t.channels_last,
                              only=early_batchnorms(t.model))
     return {"norm": dict(t.run_norm), "bn": stats, "note": None}
 
@@ -39,4 +39,4 @@ TREATMENT = Treatment(
     name="adabn-early", summary="AdaBN in the stem and first stage only (the deeper statistics kept)",
     fits="the BatchNorm statistics of the target in the first layers",
     stores="those BatchNorm buffers and the input normalisation", fit=fit, needs_batchnorm=True,
-    settings=(MIN_IMAGES,))
+    settings=(MIN_IMAGES, FIT_IMAGES))
