@@ -10,7 +10,7 @@ from submission.data.labels import hold_out, labels_frame, merge, read_lab_label
 from submission.data.rundata import teach_weights
 from submission.errors import KitError
 from submission.predict.ask import ask, quotas
-from submission.scoring.check import check, choose, design, estimate, resample_counts
+from submission.scoring.check import check, choose, clopper_pearson, design, estimate, resample_counts
 
 K = len(CLASSES)
 IMAGES = [f"{i}.TIF" for i in range(40)]
@@ -120,6 +120,59 @@ def test_a_simple_random_sample_is_nearly_unbiased_and_the_interval_covers():
         covered.append(lo <= truth <= hi)
     assert abs(np.mean(ests) - truth) < 0.03
     assert np.mean(covered) >= 0.75
+
+
+def _naive_exact_bounds(x: int, n: int, level=0.90):
+    """Clopper-Pearson by its definition: the p at which seeing x or more (x or fewer) has chance (1 - level) / 2,
+    found by bisection on binomial sums written out."""
+    from math import comb
+
+    tail_up = lambda p: sum(comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(x, n + 1))  # noqa: E731
+    tail_down = lambda p: sum(comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(0, x + 1))  # noqa: E731
+    a = (1 - level) / 2
+
+    def solve(f, increasing):
+        lo, hi = 0.0, 1.0
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            if (f(mid) < a) == increasing:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    return [0.0 if x == 0 else solve(tail_up, True), 1.0 if x == n else solve(tail_down, False)]
+
+
+@pytest.mark.parametrize("x,n", [(0, 1), (1, 1), (3, 4), (2, 7), (9, 9), (5, 12)])
+def test_clopper_pearson_matches_its_definition(x, n):
+    assert clopper_pearson(x, n) == pytest.approx(_naive_exact_bounds(x, n), abs=1e-6)
+
+
+def test_a_class_whose_few_labels_were_all_right_is_not_certain():
+    """A one-patient lab: 96 cells, 55 labelled as the report asks (every cell of a rare predicted class, a random
+    share of the others), three classes with 1, 3 and 4 cells; every labelled cell right. The resamples alone said
+    recall [1, 1] for those classes and macro F1 0.800 [0.800, 0.800]."""
+    y = np.repeat([10, 7, 9, 2, 8], [80, 1, 3, 4, 8])
+    pred = y.copy()
+    pred[:3] = 8  # three lymphocytes called segmented neutrophils, none of them labelled
+    rng = np.random.default_rng(0)
+    rare = np.flatnonzero(np.isin(y, [7, 9, 2]))
+    lymph = rng.choice(np.arange(3, 80), 42, replace=False)
+    neut = np.arange(88, 92)
+    idx = np.r_[rare, lymph, neut]
+    p_pick = np.r_[np.ones(len(rare)), np.full(42, 42 / 77), np.full(4, 4 / 11)]
+    halves = ["chosen"] * len(rare) + ["random"] * 46
+    w, g, rnd = design(p_pick, pred[idx], halves, len(y))
+    rec = check(pred, y[idx], idx, w, g, rnd, list(CLASSES))
+    lo, hi = rec["labelled"]["interval"]
+    assert hi - lo > 0.02 and lo <= rec["labelled"]["macro_f1"] <= hi
+    for c in (7, 9, 2):  # 1, 3 and 4 labelled cells, all right: exact bounds
+        point, r_lo, r_hi = rec["per_class_recall"][CLASSES[c]]
+        assert point == 1.0 and r_hi == 1.0 and r_lo < 0.6
+    census = check(pred, y, np.arange(len(y)), *design(np.ones(len(y)), [""] * len(y), [""] * len(y), len(y)),
+                   list(CLASSES))
+    assert census["labelled"]["interval"][0] == census["labelled"]["interval"][1]  # every cell labelled: exact
 
 
 def test_chosen_cells_are_fixed_in_the_bootstrap():

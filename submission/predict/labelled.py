@@ -75,15 +75,22 @@ MEASURED = Path(__file__).parents[1] / "measured" / "labels.json"  # written by 
 
 
 def measured_coverage(rec: dict) -> dict | None:
-    """The labels study's coverage and width of the intervals at the nearest budget at or below this one."""
+    """The coverage and width of the intervals at the nearest budget at or below this one: the labels study's, or
+    the check re-measured as shipped (studies.check_coverage) where that is nearer."""
     if not MEASURED.is_file():
         return None
     import json
 
-    per = json.loads(MEASURED.read_text())["per_class"]
+    record = json.loads(MEASURED.read_text())
+    per, shipped = record["per_class"], record.get("check_as_shipped")
     n = rec["labels"] / max(sum(1 for v in rec["labelled_per_class"].values() if v), 1)
     fits = [int(k) for k in per if int(k) <= n + 1e-9]
-    return {"per_class": max(fits), **per[str(max(fits))]} if fits else None
+    if not fits:
+        return None
+    out = {"per_class": max(fits), **per[str(max(fits))]}
+    if shipped and shipped["per_class"] <= n + 1e-9 and shipped["per_class"] >= out["per_class"]:
+        out |= {"per_class": shipped["per_class"], "labelled": shipped["labelled"]}  # re-measured with exact bounds
+    return out
 
 
 def print_check(console, who: str, rec: dict) -> None:
@@ -99,7 +106,7 @@ def print_check(console, who: str, rec: dict) -> None:
                       f"from the labelled cells ({rec['level']:.0%} interval)")
     if m and rec["interval_trusted"]:
         console.print(f"  measured: at {m['per_class']} labels per class such intervals held the truth on "
-                      f"{m['labelled']['coverage']:.0%} of the labels study's test points; the prediction-powered "
+                      f"{m['labelled']['coverage']:.0%} of the measured labs' points; the prediction-powered "
                       f"estimate {iv(ppi)} on {m['ppi']['coverage']:.0%} (in the JSON, not for decisions)" if ppi else "")
     weak = [f"{c} {v[0]:.2f}" for c, v in rec["per_class_recall"].items() if v[0] is not None and v[0] < 0.5]
     if weak:

@@ -16,14 +16,24 @@ cell's expected counts, and the labelled cells correct their bias (the rectifier
 
 Macro F1 is over the classes predicted or (estimated) present, as the challenge scores it. Intervals:
 90% percentile bootstrap, resampling the random cells within their group (Rao-Wu rescaled; the chosen
-ones are fixed).
-NumPy only.
+ones are fixed). A class with fewer than SMALL labelled cells is where the bootstrap is blind: if its few
+cells were all right, every resample says recall 1. There, while some cells are unlabelled,
+
+    per-class recall: the exact binomial (Clopper-Pearson) interval on the design's effective size
+        n_eff = (sum w)^2 / sum w^2 of its labelled cells, with x = recall n_eff successes;
+    macro F1: where such a class's labelled cells were all right (or all wrong), each draw's recall of it is
+        drawn from Beta(x + 1/2, n_eff - x + 1/2) (Jeffreys) and its true positives are that recall times the
+        draw's true count; the interval is the union of the resamples' and these draws' intervals, so the
+        uncertainty the resamples cannot see widens it and never moves it (a class with both right and wrong
+        cells keeps its resampled recall, which varies).
+NumPy and scipy.stats.beta.
 """
 
 import numpy as np
 
 LEVEL = 0.90
 BOOT = 2000
+SMALL = 10  # fewer labelled cells of a class than this: exact per-class bounds
 
 
 def design(p_pick, strata, halves, n_cells: int):
@@ -86,7 +96,45 @@ def estimate(pred_all, y, idx, w, k: int, probs=None, counts=None) -> dict:
         tp_b, n_b = _clip(base_tp + counts @ tp_i, base_n + counts @ n_i, n_pred)
         out["draws"] = _f1(tp_b, n_b, n_pred)
         out["recall_draws"] = np.where(n_b > 1e-9, tp_b / np.maximum(n_b, 1e-12), np.nan)
+        out["counts_draws"] = (tp_b, n_b, n_pred)
     return out
+
+
+def small_classes(y, w, recall, k: int) -> dict[int, tuple[float, float]]:
+    """{class: (successes x, effective size n_eff)} for each class with 1 to SMALL - 1 labelled cells."""
+    y, w = np.asarray(y), np.asarray(w, float)
+    out = {}
+    for c in range(k):
+        wc = w[y == c]
+        if 0 < len(wc) < SMALL and np.isfinite(recall[c]):
+            n_eff = wc.sum() ** 2 / (wc ** 2).sum()
+            out[c] = (float(recall[c]) * n_eff, n_eff)
+    return out
+
+
+def clopper_pearson(x: float, n: float, level: float = LEVEL) -> list[float]:
+    """The exact binomial interval for x successes in n trials (both may be fractional: an effective size)."""
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if x <= 0 else float(beta.ppf(a, x, n - x + 1))
+    hi = 1.0 if x >= n else float(beta.ppf(1 - a, x + 1, n - x))
+    return [lo, hi]
+
+
+def with_small_classes(est: dict, small: dict, seed: int = 0) -> np.ndarray:
+    """Macro F1 draws with the recall of each small class whose cells were all right (or all wrong) drawn from its
+    Jeffreys Beta (module docstring)."""
+    from scipy.stats import beta
+
+    tp_b, n_b, n_pred = (a.copy() for a in est["counts_draws"])
+    rng = np.random.default_rng(seed + 1)
+    for c, (x, n) in small.items():
+        if 1e-9 < x < n - 1e-9:
+            continue  # its resamples vary
+        r = beta.rvs(x + 0.5, n - x + 0.5, size=len(tp_b), random_state=rng)
+        tp_b[:, c] = np.minimum(r * n_b[:, c], n_pred[c])
+    return _f1(tp_b, n_b, n_pred)
 
 
 def _clip(tp, n_true, n_pred):
@@ -106,9 +154,17 @@ def check(pred_all, y, idx, w, groups, random_group, classes, probs=None, seed: 
     k = len(classes)
     counts = resample_counts(groups, random_group, seed=seed)
     lab = estimate(pred_all, y, idx, w, k, None, counts)
+    small = small_classes(y, w, lab["recall"], k) if len(idx) < len(pred_all) else {}  # a census is exact
+    macro_iv = interval(lab["draws"])
+    if small:
+        lo, hi = interval(with_small_classes(lab, small, seed))
+        macro_iv = [min(macro_iv[0], lo), max(macro_iv[1], hi)]
+    recall_iv = {i: _iv(lab["recall_draws"][:, i]) for i in range(k)}
+    recall_iv |= {c: [round(v, 4) for v in clopper_pearson(x, n)] for c, (x, n) in small.items()}
     rec = {"labels": int(len(idx)), "level": LEVEL,
-           "labelled": {"macro_f1": lab["macro_f1"], "interval": interval(lab["draws"])},
-           "per_class_recall": {c: [_num(lab["recall"][i]), *_iv(lab["recall_draws"][:, i])] for i, c in enumerate(classes)},
+           "labelled": {"macro_f1": lab["macro_f1"], "interval": macro_iv},
+           "per_class_recall": {c: [_num(lab["recall"][i]), *recall_iv[i]] for i, c in enumerate(classes)},
+           "exact_classes": [classes[c] for c in small],
            "labelled_per_class": {c: int((np.asarray(y) == i).sum()) for i, c in enumerate(classes)}}
     if probs is not None:
         ppi = estimate(pred_all, y, idx, w, k, np.asarray(probs, float), counts)
