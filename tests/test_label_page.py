@@ -1,8 +1,9 @@
-"""The report's "Label these cells" section in a real browser: Debian's headless Chromium driven by selenium
-through Debian's chromium-driver (nothing downloaded). Label 5 cells by click and 3 by key, undo one, reload,
-download; the downloaded labels.csv is what train.py --labels and ensemble.py --labels accept."""
+"""The report's "Label these cells" grid in a real browser: Debian's headless Chromium driven by selenium through
+Debian's chromium-driver (nothing downloaded). Label the 55 asked cells by keys alone, undo one, re-label one by
+click, reload, download; the downloaded labels.csv is what the commands the page prints accept, and they run."""
 
 import os
+import re
 import shutil
 import time
 
@@ -26,17 +27,20 @@ def _ok(result):
 
 
 @pytest.fixture(scope="module")
-def report(demo, tmp_path_factory):
-    """One tiny run, its WBC1 logits, and the report asking for 12 cells."""
+def report(tmp_path_factory):
+    """A tiny demo with a 60-cell WBC1, one tiny run, its WBC1 logits, and the report asking for 55 cells."""
+    from submission.demo.lab import generate
+
     out = tmp_path_factory.mktemp("label-page")
+    generate(out / "demo", seed=0, scale=0.002, n_target=60)
     common = ["--workers", "0", "--device", "cpu", "--cache-dir", str(out / "cache"), "--no-plots"]
-    _ok(runner.invoke(train.app, ["--data-root", str(demo / "data"), "--runs", str(out / "runs"), "--epochs", "1",
+    _ok(runner.invoke(train.app, ["--data-root", str(out / "demo/data"), "--runs", str(out / "runs"), "--epochs", "1",
                                   "--iters-per-epoch", "2", "--image-size", "32", "--batch-size", "8", "--no-pretrained",
                                   "--min-pred-classes", "1", *common]))
     _ok(runner.invoke(infer.app, ["--runs", str(out / "runs"), "--split", "WBC1", "--no-tta", "--cache-dir",
                                   str(out / "cache"), "--submission", str(out / "w1.csv")]))
     _ok(runner.invoke(ensemble.app, ["--runs", str(out / "runs"), "--split", "WBC1", "--no-tta", "--submission",
-                                     str(out / "w1.csv"), "--report", str(out / "report.html"), "--ask", "12"]))
+                                     str(out / "w1.csv"), "--report", str(out / "report.html"), "--ask", "55"]))
     return out, common
 
 
@@ -75,22 +79,27 @@ def test_label_by_click_and_key_undo_reload_download_and_use(report, tmp_path):
     try:
         driver.get((out / "report.html").as_uri())
         cells = driver.find_elements("css selector", ".lab-cell")
-        assert len(cells) == 12 and all(c.find_element("tag name", "img").size["width"] >= 256 for c in cells)
-        given = {}
-        for i in range(5):  # 5 by click
-            label = CLASSES[i]
-            cells[i].find_element("css selector", f'button[data-label="{label}"]').click()
-            given[cells[i].get_attribute("data-image")] = label
+        assert len(cells) == 55 and all(c.find_element("tag name", "img").size["width"] >= 256 for c in cells)
+        assert cells[0].location["y"] == cells[1].location["y"]  # a grid: several cells per row
+        assert "Segmented neutrophil" in cells[0].text and "neutrophil_segmented" not in cells[0].text
         keys = class_keys(list(CLASSES))
-        for i, label in zip(range(5, 8), (CLASSES[9], CLASSES[10], CLASSES[3])):  # 3 by key, on the current cell
+        given = {}
+        for i, cell in enumerate(cells):  # every cell by its key alone: each key labels the highlighted cell
+            assert "current" in cell.get_attribute("class")
+            label = CLASSES[(3 * i) % len(CLASSES)]
             ActionChains(driver).send_keys(keys[label]).perform()
-            given[cells[i].get_attribute("data-image")] = label
-        assert _count(driver) == 8
-        driver.find_element("id", "lab-undo").click()  # takes back the last (cell 8)
-        del given[cells[7].get_attribute("data-image")]
-        assert _count(driver) == 7
+            given[cell.get_attribute("data-image")] = label
+        assert _count(driver) == 55 and driver.find_element("id", "lab-progress").get_attribute("value") == "55"
+        ActionChains(driver).send_keys("z").perform()  # undo takes back the last
+        assert _count(driver) == 54 and "current" in cells[54].get_attribute("class")
+        ActionChains(driver).send_keys(keys[given[cells[54].get_attribute("data-image")]]).perform()
+        button = cells[0].find_element("css selector", f'button[data-label="{CLASSES[9]}"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()  # a click re-labels
+        given[cells[0].get_attribute("data-image")] = CLASSES[9]
         driver.refresh()
-        assert _count(driver) == 7  # kept across a reload
+        assert _count(driver) == 55  # kept across a reload
+        page_text = driver.find_element("id", "label").text
         driver.find_element("id", "lab-download").click()
         path = tmp_path / "downloads" / "labels.csv"
         for _ in range(100):
@@ -106,9 +115,16 @@ def test_label_by_click_and_key_undo_reload_download_and_use(report, tmp_path):
     ask = asked.set_index("Image")
     assert (got.set_index("Image")["p_pick"] == ask.loc[got["Image"], "p_pick"]).all()
 
-    result = _ok(runner.invoke(ensemble.app, ["--runs", str(out / "runs"), "--split", "WBC1", "--no-tta", "--submission",
-                                              str(tmp_path / "w1.csv"), "--labels", str(path)]))
-    assert "checked with 7 labels" in result
-    _ok(runner.invoke(train.app, ["--labels", str(path), "--init", str(out / "runs/seed0"), "--runs", str(tmp_path / "taught"),
-                                  "--epochs", "1", "--iters-per-epoch", "1", *common]))
+    # the commands the page prints, as printed (with this test's folders and tiny settings appended)
+    printed = re.findall(r"python ((?:ensemble|infer|train)\.py [^;\n]*?)(?= then | checks| also| teaches|$)", page_text)
+    assert len(printed) == 4, page_text
+    apps = {"ensemble.py": ensemble.app, "infer.py": infer.app, "train.py": train.app}
+    where = {"ensemble.py": ["--runs", str(out / "runs"), "--no-tta", "--submission", str(tmp_path / "w1.csv")],
+             "infer.py": ["--runs", str(out / "runs"), "--no-tta", "--cache-dir", str(out / "cache")],
+             "train.py": ["--runs", str(tmp_path / "taught"), "--epochs", "1", "--iters-per-epoch", "1", *common]}
+    for command in printed:
+        script, *args = command.replace("labels.csv", str(path)).replace("RUN", str(out / "runs/seed0")).split()
+        result = _ok(runner.invoke(apps[script], [*args, *where[script]]))
+        if "--labels" in args and script == "ensemble.py":
+            assert "checked with 55 labels" in result
     assert (tmp_path / "taught/seed0/labels_taught.csv").is_file()

@@ -1,6 +1,7 @@
 """The lab report: one self-contained HTML page per predicted split or folder, for a hematologist to look at
-the cells rather than read a CSV. Summary (predicted class counts beside the sources' mix, the label-free
-estimate with its measured error, the members' agreement, warnings), an entropy histogram, per-class
+the cells rather than read a CSV, in a hematologist's words (what each number means, class names as a clinic writes
+them). Summary (predicted class counts beside the sources' mix, the label-free
+estimate with its measured error, the members' agreement, warnings), an uncertainty histogram, per-class
 galleries (the most confident and the most uncertain cells, each with its top-2 classes), the uncertain
 cells, and a table sortable by any column (also from the address: report.html#sort=-confidence).
 
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from submission.data.files import atomic_path
+from submission.data.classes import display
 from submission.predict import label_page
+from submission.predict.report_html import CSS, JS, PAGE
 
 GALLERY = 6  # most confident and most uncertain cells shown per class
 UNCERTAIN_LIST = 48  # uncertain cells listed, least confident first
@@ -76,9 +79,17 @@ def expected_images(cells: pd.DataFrame, min_confidence: float) -> int:
 
 def _figure(src: str, row, note: str = "") -> str:
     name = html.escape(str(row.image))
-    return (f'<figure><img src="{src}" alt="{name}" loading="lazy"><figcaption><b>{html.escape(row.label)}</b> '
-            f'{row.confidence:.0%}<br>{html.escape(row.second)} {row.second_p:.0%}{note}<br><small>{name}</small>'
+    return (f'<figure><img src="{src}" alt="{name}" loading="lazy"><figcaption><b>{html.escape(display(row.label))}</b> '
+            f'{row.confidence:.0%}<br>{html.escape(display(row.second))} {row.second_p:.0%}{note}<br><small>{name}</small>'
             "</figcaption></figure>")
+
+
+PLAIN = ("<ul class=\"plain\"><li><b>Macro F1</b>: how often the model's class agrees with a hematologist's, "
+         "averaged over the cell classes so that rare ones count as much as common ones (1: always, 0: never).</li>"
+         "<li><b>Estimated</b> means without any labels, from the model alone; the ± is how far off such estimates "
+         "were on labs with known answers (9 times in 10). <b>Checked</b> means measured on cells a person labelled."
+         "</li><li><b>Probability</b>: how sure the model is of a cell's class. <b>Uncertainty</b>: 0 when it is sure "
+         "of one class, 1 when every class looks equally likely to it.</li></ul>")
 
 
 def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dict | None) -> str:
@@ -96,29 +107,30 @@ def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dic
     if warns:
         head += f'<ul class="warn">{warns}</ul>'
     counts = cells["label"].value_counts()
-    per_class = est.get("per_class_f1", {})
+    per_class = {c: v for c, v in (est.get("per_class_f1") or {}).items() if v is not None}
     rows = []
     for c in classes:
         n = int(counts.get(c, 0))
         share = n / max(len(cells), 1)
         mix = f"{source_mix[c]:.1%}" if source_mix else "-"
-        f1 = f"{per_class[c]:.2f}" if c in per_class else "-"
-        rows.append(f'<tr><td><a href="#g-{_slug(c)}">{html.escape(c)}</a></td><td>{n}</td><td><span class="bar" '
-                    f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td><td>{mix}</td><td>{f1}</td></tr>')
-    return (head + '<div class="wide"><table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th><th>sources\' mix</th>'
-            "<th>expected F1</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
+        f1 = f"<td>{per_class[c]:.2f}</td>" if c in per_class else ("<td>-</td>" if per_class else "")
+        rows.append(f'<tr><td><a href="#g-{_slug(c)}">{html.escape(display(c))}</a></td><td>{n}</td><td><span class="bar" '
+                    f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td><td>{mix}</td>{f1}</tr>')
+    f1_head = "<th>estimated F1 of the class</th>" if per_class else ""
+    return (head + '<div class="wide"><table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th>'
+            f"<th>share in the training data</th>{f1_head}</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
-def _histogram(entropy: np.ndarray, classes: int, bins: int = 20) -> str:
-    """An inline SVG histogram of the cells' entropy (0 to log K nats)."""
-    counts, edges = np.histogram(entropy, bins=bins, range=(0, np.log(classes)))
+def _histogram(uncertainty: np.ndarray, bins: int = 20) -> str:
+    """An inline SVG histogram of the cells' uncertainty (entropy / log K: 0 sure, 1 no idea)."""
+    counts, edges = np.histogram(uncertainty, bins=bins, range=(0, 1))
     w, h, top = 400, 120, max(int(counts.max()), 1)
     bars = "".join(f'<rect x="{i * w / bins + 1:.1f}" y="{h - c / top * h:.1f}" width="{w / bins - 2:.1f}" '
-                   f'height="{c / top * h:.1f}"><title>{edges[i]:.2f}-{edges[i + 1]:.2f} nats: {c} cells</title></rect>'
+                   f'height="{c / top * h:.1f}"><title>uncertainty {edges[i]:.2f}-{edges[i + 1]:.2f}: {c} cells</title></rect>'
                    for i, c in enumerate(counts))
-    return (f'<svg class="hist" viewBox="0 -4 {w} {h + 24}" role="img" aria-label="entropy histogram">{bars}'
+    return (f'<svg class="hist" viewBox="0 -4 {w} {h + 24}" role="img" aria-label="uncertainty histogram">{bars}'
             f'<text x="0" y="{h + 16}">0 (sure)</text><text x="{w}" y="{h + 16}" text-anchor="end">'
-            f'{np.log(classes):.2f} nats (no idea)</text></svg>')
+            '1 (no idea)</text></svg>')
 
 
 def _slug(text: str) -> str:
@@ -144,22 +156,23 @@ def render(cells: pd.DataFrame, classes: list[str], paths: list[Path], rec: dict
         figs = "".join(_figure(thumb(i), cells.iloc[i]) for i in confident)
         figs_u = "".join(_figure(thumb(i), cells.iloc[i]) for i in uncertain)
         galleries.append(f'<section class="gallery" id="g-{_slug(label)}" data-class="{html.escape(label)}">'
-                         f"<h3>{html.escape(label)} <small>{n} cells</small></h3><h4>most confident</h4>"
+                         f"<h3>{html.escape(display(label))} <small>{n} cells</small></h3><h4>most confident</h4>"
                          f'<div class="cells">{figs}</div>' + (f'<h4>most uncertain</h4><div class="cells">{figs_u}</div>'
                                                                if figs_u else "") + "</section>")
     unsure = cells[cells["confidence"] < min_confidence].sort_values("confidence", kind="stable")
     listed = "".join(_figure(thumb(cells.index.get_loc(i)), row) for i, row in unsure.head(UNCERTAIN_LIST).iterrows())
     more = f"<p>{len(unsure) - UNCERTAIN_LIST} more in the table below.</p>" if len(unsure) > UNCERTAIN_LIST else ""
+    unsure_of = cells["entropy"].to_numpy() / np.log(len(classes))
     body_rows = "".join(
-        f'<tr><td>{html.escape(str(r.image))}</td><td>{html.escape(r.label)}</td><td data-v="{r.confidence:.6f}">'
-        f'{r.confidence:.1%}</td><td>{html.escape(r.second)}</td><td data-v="{r.second_p:.6f}">{r.second_p:.1%}</td>'
-        f'<td data-v="{r.entropy:.6f}">{r.entropy:.2f}</td></tr>' for r in cells.itertuples())
+        f'<tr><td>{html.escape(str(r.image))}</td><td>{html.escape(display(r.label))}</td><td data-v="{r.confidence:.6f}">'
+        f'{r.confidence:.1%}</td><td>{html.escape(display(r.second))}</td><td data-v="{r.second_p:.6f}">{r.second_p:.1%}</td>'
+        f'<td data-v="{u:.6f}">{u:.2f}</td></tr>' for r, u in zip(cells.itertuples(), unsure_of))
     labelling = "" if asked is None or not len(asked) else label_page.section(
         asked, [str(cells.iloc[i].image) for i in asked["cell"]], [thumbnail(paths[i], label_page.SIZE) for i in asked["cell"]],
         classes, split)
     return PAGE.format(
         title=html.escape(title), made=datetime.now().strftime("%Y-%m-%d %H:%M"), n=len(cells), labelling=labelling,
-        summary=treated + _checked(checked) + _summary(cells, classes, rec, source_mix), histogram=_histogram(cells["entropy"].to_numpy(), len(classes)),
+        summary=PLAIN + treated + _checked(checked) + _summary(cells, classes, rec, source_mix), histogram=_histogram(unsure_of),
         galleries="".join(galleries), n_unsure=len(unsure), min_conf=f"{min_confidence:.0%}",
         uncertain=(f'<div class="cells">{listed}</div>{more}' if len(unsure) else "<p>None.</p>"),
         rows=body_rows, css=CSS + label_page.CSS, js=JS + label_page.JS)
@@ -191,7 +204,7 @@ def _checked(rec: dict | None) -> str:
     iv = lambda r: f"{r['macro_f1']:.2f} [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]"  # noqa: E731
     ppi, m = rec.get("prediction_powered"), rec.get("measured")
     held = (f" At {m['per_class']} labels per class such intervals held the truth on {m['labelled']['coverage']:.0%} "
-            f"of the labels study's test points; the prediction-powered estimate{f' {iv(ppi)}' if ppi else ''} on "
+            f"of the measured labs' points; the prediction-powered estimate{f' {iv(ppi)}' if ppi else ''} on "
             f"{m['ppi']['coverage']:.0%} (not for decisions).") if m else ""
     if not rec.get("interval_trusted", True):
         iv, held = (lambda r: f"{r['macro_f1']:.2f}"), " Too few labels for an interval (fewer than 3 per class)."  # noqa: E731
@@ -226,70 +239,3 @@ def write_lab_report(dest: Path, mean: pd.DataFrame, target, rec: dict, files: l
     with atomic_path(dest) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return page.count("<img ")
-
-
-CSS = """
-:root{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#fafbfc}
-body{margin:0 auto;max-width:1100px;padding:12px 16px 40px}
-h1{font-size:1.5rem;margin:.4rem 0}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d8dde4}
-h3{margin:.6rem 0 .2rem}h4{margin:.3rem 0;font-weight:500;color:#58606c}
-.big{font-size:1.25rem;margin:.4rem 0}.note{color:#58606c;font-size:.9rem;margin:.2rem 0}
-.warn{background:#fff4d6;border-left:4px solid #e0a800;padding:.5rem 1.6rem;margin:.6rem 0}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #e6e9ee}
-th{position:sticky;top:0;background:#eef1f5}
-#cells th{cursor:pointer;user-select:none}#cells th[aria-sort=ascending]::after{content:" \\25B2"}
-#cells th[aria-sort=descending]::after{content:" \\25BC"}
-.counts td:nth-child(3){min-width:9rem}
-.bar{display:inline-block;height:.7rem;background:#4c78a8;margin-right:6px;vertical-align:middle;max-width:6rem}
-.cells{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:108px;font-size:.72rem;line-height:1.2}
-figure img{width:96px;height:96px;object-fit:contain;background:#fff;border:1px solid #d8dde4;border-radius:4px}
-figcaption{overflow-wrap:anywhere}figcaption small{color:#808893;word-break:break-all}
-.hist{width:100%;max-width:520px;height:auto}.hist rect{fill:#4c78a8}.hist text{font-size:11px;fill:#58606c}
-.gallery{border-top:1px dashed #d8dde4;padding-top:.3rem}
-.scroll{max-height:70vh;overflow:auto}.wide{overflow-x:auto}
-@media (max-width:600px){figure{width:84px}figure img{width:76px;height:76px}body{padding:8px}}
-"""
-
-JS = """
-(function(){
-  var table=document.getElementById('cells'), body=table.tBodies[0], heads=table.tHead.rows[0].cells;
-  function value(row,i){var c=row.cells[i];return c.dataset.v!==undefined?parseFloat(c.dataset.v):c.textContent;}
-  function sortBy(key,desc){
-    var i=-1;for(var k=0;k<heads.length;k++){heads[k].removeAttribute('aria-sort');if(heads[k].dataset.key===key)i=k;}
-    if(i<0)return;
-    var rows=Array.prototype.slice.call(body.rows);
-    rows.sort(function(a,b){var x=value(a,i),y=value(b,i);var r=(typeof x==='number')?x-y:String(x).localeCompare(String(y),undefined,{numeric:true});return desc?-r:r;});
-    rows.forEach(function(r){body.appendChild(r);});
-    heads[i].setAttribute('aria-sort',desc?'descending':'ascending');
-  }
-  function fromHash(){var m=/sort=(-?)([a-z_]+)/.exec(location.hash);if(m)sortBy(m[2],m[1]==='-');}
-  for(var k=0;k<heads.length;k++){heads[k].addEventListener('click',function(){
-    var key=this.dataset.key,desc=this.getAttribute('aria-sort')==='ascending';
-    history.replaceState(null,'','#sort='+(desc?'-':'')+key);sortBy(key,desc);});}
-  window.addEventListener("hashchange",fromHash);fromHash();
-})();
-"""
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Lab report: {title}</title><style>{css}</style></head>
-<body>
-<header><h1>Lab report: {title}</h1><p class="note">Made {made} by the white-blood-cell adaptation kit. No labels
-were used unless the summary says it was checked with a lab's labels: every other number here is the model's
-own, or estimated without labels.</p></header>
-<section id="summary"><h2>Summary</h2>{summary}</section>
-{labelling}
-<section id="uncertainty"><h2>How sure the model is</h2><p>Entropy of each cell's predicted probabilities
-({n} cells): the further right, the less sure.</p>{histogram}</section>
-<section id="galleries"><h2>Cells by predicted class</h2>{galleries}</section>
-<section id="uncertain"><h2>Uncertain cells ({n_unsure}, top probability below {min_conf})</h2>{uncertain}</section>
-<section id="table-section"><h2>Every cell</h2><p class="note">Click a column to sort; the address keeps the
-order (e.g. #sort=-confidence).</p><div class="scroll"><table id="cells"><thead><tr><th data-key="image">image</th>
-<th data-key="label">class</th><th data-key="confidence">probability</th><th data-key="second">second class</th>
-<th data-key="second_p">its probability</th><th data-key="entropy">entropy</th></tr></thead><tbody>{rows}</tbody>
-</table></div></section>
-<script>{js}</script>
-</body></html>
-"""

@@ -1,11 +1,15 @@
-"""The lab report's "Label these cells" section: the asked cells at 256 px, one button per class plus
-"unsure / not a white cell", a key for each, a running count, undo, labels kept across a reload
-(localStorage, keyed by the report) and "Download labels.csv" (Split, Image, label, LabelID and how each
-cell was asked for). Works from the file, offline: plain HTML and a few lines of JavaScript."""
+"""The lab report's "Label these cells" section: the asked cells at 256 px in a grid (several per row), one
+button per class (named as a hematologist writes it) plus "unsure / not a white cell", a key for each that labels
+the current cell and moves to the next, a progress bar, undo, labels kept across a reload (localStorage, keyed by
+the report) and "Download labels.csv" (Split, Image, label, LabelID and how each cell was asked for). The model's
+guess is not shown, so that it cannot sway the label (the check and the teaching need the labeller's own call).
+Works from the file, offline: plain HTML and a few lines of JavaScript."""
 
 import html
 import json
 import uuid
+
+from submission.data.classes import display
 
 SIZE = 256  # px on screen and in the embedded image
 RESERVED = {"u": "unsure", "z": "undo"}
@@ -25,35 +29,41 @@ def section(asked, images: list[str], thumbs: list[str], classes: list[str], spl
     """HTML of the section; `asked` has one row per asked cell (stratum, half, p_pick), images and thumbs
     (data URIs) in the same order."""
     keys = class_keys(classes)
-    buttons = "".join(f'<button type="button" data-label="{html.escape(c)}">{html.escape(c)} <kbd>{keys[c]}</kbd></button>'
-                      for c in classes) + '<button type="button" data-label="unsure">unsure / not a white cell <kbd>u</kbd></button>'
+    buttons = "".join(f'<button type="button" data-label="{html.escape(c)}">{html.escape(display(c))} <kbd>{keys[c]}</kbd>'
+                      "</button>" for c in classes) + '<button type="button" data-label="unsure">unsure / not a white cell <kbd>u</kbd></button>'
     cells = []
     for i, (row, name, src) in enumerate(zip(asked.itertuples(), images, thumbs)):
         cells.append(f'<div class="lab-cell" id="lab-{i}" data-image="{html.escape(name)}" '
                      f'data-stratum="{html.escape(str(row.stratum))}" data-half="{row.half}" data-p="{row.p_pick:.6g}">'
                      f'<img src="{src}" width="{SIZE}" height="{SIZE}" alt="cell {i + 1}: {html.escape(name)}">'
-                     f'<div><p class="lab-head">Cell {i + 1} of {len(images)} <small>{html.escape(name)}</small> '
+                     f'<div><p class="lab-head">Cell {i + 1} of {len(images)} <small>{html.escape(name)}</small><br>'
                      f'<span class="lab-given"></span></p><div class="lab-buttons">{buttons}</div></div></div>')
     meta = {"split": split, "report": uuid.uuid4().hex, "keys": keys, "classes": classes}
     return (f'<section id="label"><h2>Label these cells ({len(images)})</h2><p class="note">Pick the class of each cell '
-            "(click, or press its key; <kbd>u</kbd> unsure or not a white cell, <kbd>z</kbd> undo). Labels stay in this "
+            "(click, or press its key for the highlighted cell, which then moves to the next; <kbd>u</kbd> unsure or "
+            "not a white cell, <kbd>z</kbd> undo). The model's guess is not shown, so that it does not sway yours. "
+            "Labels stay in this "
             "browser across a reload; download them when done and give the file to the kit: "
             f"<code>python ensemble.py --split {html.escape(split)} --labels labels.csv</code> checks the model; "
             f"<code>python infer.py --split {html.escape(split)} --adapt all</code> then <code>python ensemble.py "
             f"--split {html.escape(split)} --labels labels.csv</code> also chooses its test-time treatment; "
             "<code>python train.py --labels labels.csv --init RUN</code> teaches it.</p>"
-            '<p class="lab-bar"><b id="lab-count">0</b> of ' + str(len(images)) + ' labelled '
+            f'<p class="lab-bar"><progress id="lab-progress" max="{len(images)}" value="0"></progress> '
+            f'<b id="lab-count">0</b> of {len(images)} labelled '
             '<button type="button" id="lab-undo">Undo</button> <button type="button" id="lab-download">Download labels.csv</button></p>'
-            + "".join(cells) + f'<script type="application/json" id="lab-meta">{json.dumps(meta)}</script></section>')
+            '<div class="lab-grid">' + "".join(cells) + "</div>"
+            f'<script type="application/json" id="lab-meta">{json.dumps(meta)}</script></section>')
 
 
 CSS = """
-.lab-cell{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start;border:2px solid #e6e9ee;border-radius:6px;
-  padding:8px;margin:8px 0}
-.lab-cell img{width:256px;height:256px;object-fit:contain;background:#fff}
-.lab-cell.current{border-color:#4c78a8}.lab-cell.done{opacity:.55}
-.lab-buttons{display:flex;flex-wrap:wrap;gap:6px;max-width:720px}
-.lab-buttons button{font-size:.9rem;padding:6px 10px;cursor:pointer}
+.lab-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(272px,1fr));gap:10px}
+.lab-cell{border:2px solid #e6e9ee;border-radius:6px;padding:6px;background:#fff}
+.lab-cell img{width:256px;height:256px;object-fit:contain;background:#fff;display:block}
+.lab-cell.current{border-color:#4c78a8;box-shadow:0 0 0 2px #4c78a8}.lab-cell.done{opacity:.55}
+.lab-head{margin:.2rem 0;font-size:.85rem}
+.lab-buttons{display:flex;flex-wrap:wrap;gap:3px}
+.lab-buttons button{font-size:.72rem;padding:3px 5px;cursor:pointer}
+#lab-progress{width:12rem;vertical-align:middle}
 .lab-buttons button.on{background:#4c78a8;color:#fff}
 .lab-bar{position:sticky;top:0;background:#fafbfc;padding:6px 0;z-index:2}
 .lab-given{font-weight:600;color:#2f6b2f}
@@ -73,7 +83,8 @@ JS = """
     cells.forEach(function(c){var l=state.labels[c.dataset.image];c.classList.toggle('done',!!l);c.classList.toggle('current',c===cur);
       c.querySelector('.lab-given').textContent=l?('\\u2192 '+l):'';
       c.querySelectorAll('.lab-buttons button').forEach(function(b){b.classList.toggle('on',b.dataset.label===l);});});
-    document.getElementById('lab-count').textContent=Object.keys(state.labels).length;
+    var n=Object.keys(state.labels).length;
+    document.getElementById('lab-count').textContent=n;document.getElementById('lab-progress').value=n;
   }
   function give(cell,label){if(!cell)return;var im=cell.dataset.image;
     state.order=state.order.filter(function(x){return x!==im;});state.order.push(im);state.labels[im]=label;save();show();
