@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from submission.cli import PANELS, _fmt, shown_default
 from submission.config import FIELDS
-from submission.recipes import DEMO
+from submission.recipes import DEMO, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,3 +96,22 @@ def test_a_flag_means_the_same_in_every_command():
                 assert kind(p) == seen[opt][1], f"{opt}: {seen[opt][0]} and {name} take different values"
             seen.setdefault(opt, (name, kind(p)))
     assert len([o for o in seen if o in commands["train.py"] and o in commands["infer.py"]]) >= 3
+
+
+def test_a_list_of_recipes_names_every_recipe():
+    """Wherever the commands, the package or the docs list recipes as choices (`kit|adabn|...`), every recipe is
+    there; train.py --help's --recipe names each one."""
+    import re
+
+    import train
+
+    names = "|".join(re.escape(n) for n in sorted(RECIPES, key=len, reverse=True))
+    listing = re.compile(rf"(?<![\w-])(?:{names})(?:\|(?:{names})){{2,}}(?![\w-])")
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "submission").rglob("*.py"),
+             *(ROOT / n for n in ("train.py", "infer.py", "ensemble.py"))]
+    short = [(f.name, m.group(0)) for f in files for m in listing.finditer(f.read_text())
+             if set(m.group(0).split("|")) != set(RECIPES)]
+    assert not short, f"recipe lists missing some: {short}"
+    out = CliRunner().invoke(train.app, ["--help"], env={"COLUMNS": "400"}).output
+    recipe_help = " ".join(line for line in out.splitlines() if "--recipe" in line or line.startswith("│      "))
+    assert all(name in out for name in RECIPES) and all(name in recipe_help for name in RECIPES)

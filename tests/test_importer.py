@@ -194,14 +194,14 @@ def test_train_on_an_imported_lab_folder_then_predict_it(demo, tmp_path):
 
 
 def walkthrough() -> str:
-    """The README's "Adapt to your own lab" commands, exactly as written there."""
-    text = (ROOT / "README.md").read_text()
+    """docs/using.md's "Adapt to your own lab" commands, exactly as written there."""
+    text = (ROOT / "docs/using.md").read_text()
     block = text.split("<!-- walkthrough: run by tests/test_importer.py -->", 1)[1]
     return re.search(r"```bash\n(.*?)```", block, re.S).group(1)
 
 
-def test_the_readme_walkthrough_runs_as_written(demo, tmp_path):
-    """Each README command, run in a folder holding the native releases and a lab folder; training
+def test_the_own_lab_walkthrough_runs_as_written(demo, tmp_path):
+    """Each command of the walkthrough (docs/using.md), run in a folder holding the native releases and a lab folder; training
     gets tiny settings appended (the only change), and `python` is this interpreter."""
     native_acevedo(tmp_path / "PBC_dataset_normal_DIB", demo)
     native_matek(tmp_path / "AML-Cytomorphology_LMU", demo)

@@ -1,5 +1,7 @@
 """The label-free estimates of submission.scoring.trust against naive references on hand-made data."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
@@ -291,3 +293,17 @@ def test_a_run_trained_at_another_budget_is_told_the_error_bar_may_not_hold():
     short = {**same, "iters_per_epoch": 1}
     assert f"for 2 steps from scratch; the ± was measured at {at['image_size']} px" in trust.off_budget([same, short])
     assert "from ImageNet weights" in trust.off_budget([{**same, "pretrained": True}])
+
+
+def test_a_retargeted_run_carries_its_base_runs_budget(tmp_path):
+    """A re-targeted run (--init RUN --epochs 0) has the budget of the run it started from; a taught run adds its
+    teaching steps to its base's."""
+    at = trust.measured()["measured_at"]
+    base = {"image_size": at["image_size"], "epochs": 2, "iters_per_epoch": at["steps"] // 2, "pretrained": False}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/config.json").write_text(json.dumps(base))
+    retargeted = {**base, "epochs": 0, "init": str(tmp_path / "base")}
+    assert trust.run_steps(retargeted) == at["steps"] and trust.off_budget([retargeted]) is None
+    taught = {**base, "epochs": 3, "iters_per_epoch": 100, "init": str(tmp_path / "base/best.pt")}
+    assert trust.run_steps(taught) == at["steps"] + 300
+    assert trust.run_steps({**retargeted, "init": str(tmp_path / "gone")}) == 0  # a base no longer there: its own

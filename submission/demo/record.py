@@ -1,9 +1,12 @@
-"""The demo's run record: what `demo.sh` measured, in one JSON file (runs/demo_record.json).
+"""The demo's run record: what `demo.sh` measured, in one JSON file (runs/demo_record.json), and its story on one
+screen.
 
-    python -m submission.demo.record --runs runs --truth demo/labels --timings runs/demo_timings.txt
+    python -m submission.demo.record --runs runs --truth demo/labels --treatments own,source,adabn --taught runs-taught
 
-Per seed and for the ensemble: WBC2 macro and micro F1 and per-class F1 (the demo's labels, read only to score
-here, after every run has finished), and the label-free estimate a lab without labels would have seen; the
+Per seed and for the ensemble of the seeds' logits, under each test-time treatment: WBC2 macro F1 (the demo's
+labels, read only to score here, after every run has finished); the default's per-seed scores with the label-free
+estimate a lab without labels would have seen; the lab's labels: the check (macro F1 with its interval) and the
+treatment they chose, with why (runs/submission_WBC1.json); the submission written under it; the taught run; the
 seconds each step took; the machine (CPU model, cores, torch threads), the versions and the commit. The README's
 demo numbers are this record's (docs/results/demo/demo_record.json holds the committed one; a test compares).
 """
@@ -118,33 +121,53 @@ def _taught(taught: Path | None, truth: pd.Series, split: str) -> dict | None:
     return out
 
 
-def _paired(paired: Path | None, truth: pd.Series, split: str) -> dict | None:
-    """The same weights without adaptation (re-targeted with the sources' normalisation): per seed and ensemble."""
-    if paired is None or not Path(paired).is_dir():
+def _treatments(runs: Path, truth: pd.Series, split: str, names: list[str]) -> dict:
+    """Per treatment: each seed's macro F1 and the seeds' ensemble (their mean logits, as ensemble.py averages)."""
+    from submission.data.targets import run_folders
+    from submission.predict.submit import ensemble_logits, read_logits
+
+    out = {}
+    for name in names:
+        files = [seed_logits(run, split, name) for run in run_folders(runs)]
+        if missing := [f for f in files if not f.is_file()]:
+            raise KitError(f"no {missing[0]}: run infer.py --tta --adapt {name}")
+        frames = [read_logits(f) for f in files]
+        mean = ensemble_logits(frames).set_index("Image")
+        pred = pd.Series(mean[list(CLASSES)].to_numpy().argmax(1), index=mean.index)
+        seeds = {k: v["macro_f1"] for k, v in _seed_scores(truth, runs, split, name).items()}
+        out[name] = {"seeds": seeds, "ensemble": scores(truth, pred)["macro_f1"]}
+    return out
+
+
+def _labels(runs: Path) -> dict | None:
+    """The lab's labels: the check of WBC1 and the treatment they chose (ensemble.py --split WBC1 --labels)."""
+    meta = Path(runs) / "submission_WBC1.json"
+    if not meta.is_file():
         return None
-    sub = Path(paired) / "submission.csv"
-    if not sub.is_file():
-        raise KitError(f"no {sub}: run ensemble.py --runs {paired} --submission {sub}")
-    seeds = _seed_scores(truth, paired, split)
-    ensemble = scores(truth, pd.read_csv(sub, dtype={"Image": str}).set_index("Image")["LabelID"])
-    return {"seeds": {k: {"macro_f1": v["macro_f1"], "micro_f1": v["micro_f1"]} for k, v in seeds.items()},
-            "ensemble": {"macro_f1": ensemble["macro_f1"], "micro_f1": ensemble["micro_f1"]}}
+    rec = json.loads(meta.read_text())
+    check, choice = rec.get("check") or {}, rec.get("choice") or {}
+    return {"labels": check.get("labels"), "check": check.get("labelled"), "check_treatment": rec.get("treatment"),
+            "interval_trusted": check.get("interval_trusted"), "chosen": choice.get("treatment"),
+            "why": choice.get("why"), "candidates": choice.get("candidates")}
 
 
 def make_record(runs: Path, labels: Path, submission: Path, timings: dict, split: str = "WBC2",
-                taught: Path | None = None, paired: Path | None = None) -> dict:
+                taught: Path | None = None, treatments: list[str] = ("own",), default: str = "own") -> dict:
     from submission.predict.submit import read_labels
 
     truth = read_labels(labels, split)
-    seeds = _seed_scores(truth, runs, split)
+    seeds = _seed_scores(truth, runs, split, default)
     if not seeds or not submission.is_file():
         raise KitError(f"no runs under {runs} or no {submission}: run demo.sh")
     sub = pd.read_csv(submission, dtype={"Image": str}).set_index("Image")["LabelID"]
+    written = json.loads(submission.with_suffix(".json").read_text()) if submission.with_suffix(".json").is_file() else {}
     import torch
 
-    return {"split": split, "seeds": seeds,
-            "ensemble": {**scores(truth, sub), "estimate": _estimate(submission.with_suffix(".json"))},
-            "taught": _taught(taught, truth, split), "without_adaptation": _paired(paired, truth, split),
+    return {"split": split, "default": default, "seeds": seeds, "treatments": _treatments(runs, truth, split, treatments),
+            "labels": _labels(runs),
+            "submission": {**scores(truth, sub), "treatment": written.get("treatment"),
+                           "estimate": _estimate(submission.with_suffix(".json"))},
+            "taught": _taught(taught, truth, split),
             "seconds": timings, "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                             "torch_threads": torch.get_num_threads()},
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
@@ -164,6 +187,32 @@ def _demo_version(runs: Path) -> int | None:
 app = typer.Typer(add_completion=False)
 
 
+def story(record: dict) -> list[str]:
+    """The demo on one screen: each line says what it is and how it was scored."""
+    t, d = record["treatments"], record["default"]
+    names = list(next(iter(t.values()))["seeds"])
+    lines = ["WBC2 macro F1 of the same runs under each test-time treatment (label-free; the demo's labels read only "
+             "to score):", f"  {'treatment':<16}" + "".join(f"{n:>8}" for n in names) + f"{'ensemble':>10}"]
+    for name, v in t.items():
+        lines.append(f"  {name + (' (default)' if name == d else ''):<16}"
+                     + "".join(f"{v['seeds'][n]:>8.3f}" for n in names) + f"{v['ensemble']:>10.3f}")
+    lab = record.get("labels")
+    if lab:
+        c = lab["check"] or {}
+        iv = (f" [{c['interval'][0]:.3f}, {c['interval'][1]:.3f}] (90% interval)" if lab["interval_trusted"]
+              else " (no interval: under 3 labels per class)")
+        lines.append(f"{lab['labels']} asked WBC1 cells, answered by the simulated labeller: the ensemble under "
+                     f"{lab['check_treatment']} checked by them at WBC1 macro F1 {c.get('macro_f1', float('nan')):.3f}{iv}")
+        lines.append(f"the labels chose {lab['chosen']}: {lab['why']}")
+    sub = record["submission"]
+    lines.append(f"submission.csv under {sub['treatment']}: WBC2 macro F1 {sub['macro_f1']:.3f} "
+                 f"(label-free default: {t[d]['ensemble']:.3f})")
+    for name, tt in (record["taught"] or {}).items():
+        lines.append(f"{name} taught with {tt['taught_on']} of the labels (the other {tt['held_out']} held out to check "
+                     f"it): WBC2 macro F1 {t[d]['seeds'][name]:.3f} (default) -> {tt['macro_f1']:.3f}")
+    return lines
+
+
 @app.command()
 @user_errors
 def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = Path("runs"),
@@ -171,21 +220,17 @@ def main(runs: Annotated[Path, typer.Option(help="The demo's runs folder.")] = P
          submission: Annotated[Path, typer.Option(help="The ensemble's submission CSV.")] = Path("submission.csv"),
          timings: Annotated[Path | None, typer.Option(help="`step seconds` lines written by demo.sh.")] = None,
          taught: Annotated[Path | None, typer.Option(help="The runs taught with the lab's labels (train.py --labels --init).")] = None,
-         paired: Annotated[Path | None, typer.Option(help="The same runs without adaptation (train.py --init RUN "
-                                                          "--epochs 0 --target-norm source), with their submission.csv.")] = None,
+         treatments: Annotated[str, typer.Option(help="The test-time treatments the runs were predicted under "
+                                                      "(infer.py --adapt), the default first.")] = "own",
          dest: Annotated[Path, typer.Option(help="The record to write.")] = Path("runs/demo_record.json")):
-    """Write the demo's run record: scores per seed and for the ensemble, the estimates, timings, machine."""
-    record = make_record(runs, truth, submission, read_timings(timings), taught=taught, paired=paired)
+    """Write the demo's run record (scores per treatment, seed and ensemble, the labels' check and choice, the taught
+    run, timings, machine) and print its story."""
+    names = [n.strip() for n in treatments.split(",") if n.strip()]
+    record = make_record(runs, truth, submission, read_timings(timings), taught=taught, treatments=names,
+                         default=names[0])
     write_json(dest, record)
-    f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in record["seeds"].items())
-    print(f"{dest}: WBC2 macro F1 {f1}, ensemble {record['ensemble']['macro_f1']:.3f}")
-    if record["without_adaptation"]:
-        base = record["without_adaptation"]
-        f1 = ", ".join(f"{k} {v['macro_f1']:.3f}" for k, v in base["seeds"].items())
-        print(f"  the same weights without adaptation: {f1}, ensemble {base['ensemble']['macro_f1']:.3f}")
-    for name, t in (record["taught"] or {}).items():
-        print(f"  {name} taught with {t['taught_on']} of the lab's labels: WBC2 macro F1 "
-              f"{record['seeds'][name]['macro_f1']:.3f} -> {t['macro_f1']:.3f} (the demo's labels, read only to score)")
+    print("\n".join(story(record)))
+    print(f"(written to {dest})")
 
 
 if __name__ == "__main__":

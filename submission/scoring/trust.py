@@ -56,6 +56,20 @@ def estimated_f1(source_logits: np.ndarray, source_labels: np.ndarray, target_lo
     return rule_estimate(rule(1), target_logits, source_logits, source_labels)[0]
 
 
+def run_steps(config: dict, depth: int = 0) -> int:
+    """The optimisation steps behind a run's weights: its own, plus those of the run it started from (--init: a
+    re-targeted run, 0 steps of its own, carries its base run's budget; a taught run adds its teaching)."""
+    own = int(config.get("epochs", 0) or 0) * int(config.get("iters_per_epoch", 0) or 0)
+    init = config.get("init")
+    if not init or depth > 8:
+        return own
+    base = Path(init) if Path(init).is_dir() else Path(init).parent
+    try:
+        return own + run_steps(json.loads((base / "config.json").read_text()), depth + 1)
+    except (OSError, ValueError):
+        return own
+
+
 def off_budget(configs) -> str | None:
     """A warning when a run was trained at another budget than the estimate's error was measured at (trust.json's
     `measured_at`): image size, steps, ImageNet weights or not; None when every run matches (or none is known)."""
@@ -67,8 +81,7 @@ def off_budget(configs) -> str | None:
         return f"{size} px for {steps} steps {'from ImageNet weights' if pretrained else 'from scratch'}"
 
     want = budget(at["image_size"], at["steps"], at["pretrained"])
-    other = sorted({budget(c.get("image_size"), c.get("epochs", 0) * c.get("iters_per_epoch", 0), bool(c.get("pretrained")))
-                    for c in configs if c} - {want})
+    other = sorted({budget(c.get("image_size"), run_steps(c), bool(c.get("pretrained"))) for c in configs if c} - {want})
     return f"trained at {other[0]}; the ± was measured at {want} and may not hold" if other else None
 
 
