@@ -65,8 +65,8 @@ def main(
     finally:
         teardown()
     if ranks_from_env().main:
-        print(f"best.pt: {describe_choice(best)} by {cfg.select}; target SND {best['target_snd']:.4f}, "
-              f"source-val F1 {best['source_val_f1']:.3f} "
+        snd = f"target SND {best['target_snd']:.4f}, " if cfg.select.startswith("snd") else ""  # only where it chose
+        print(f"best.pt: {describe_choice(best)} by {cfg.select}; {snd}source-val F1 {best['source_val_f1']:.3f} "
               f"-> {cfg.run_dir / 'best.pt'}")
         if cfg.labels:
             print(f"taught with {cfg.labels}: check it on the held-out cells with `python infer.py --runs {cfg.runs} "

@@ -290,37 +290,42 @@ def test_do_no_harm_reference_checks_each_run_and_the_ensemble_follows(demo, two
 
 
 def _demo_record_scores_what_was_written(demo, runs, sub, tmp_path):
-    """demo.sh's run record: each seed's and the ensemble's F1 are those of the files written, as sklearn scores
-    them against the demo's labels; the timings and the machine are recorded."""
+    """demo.sh's run record: each treatment's per-seed and ensemble F1 are those of the files written, as sklearn
+    scores them against the demo's labels (the ensemble: the seeds' mean logits); the submission's is its file's; the
+    timings and the machine are recorded; a treatment without its files is one line."""
     from sklearn.metrics import f1_score
 
     from submission.demo.record import app as record_app
 
-    (tmp_path / "timings.txt").write_text("generate 3\ntrain_seed0 10\ntotal 20\n")
-    dest, paired = tmp_path / "record.json", tmp_path / "paired"  # the comparison: seed 1's file as both seeds'
+    (tmp_path / "timings.txt").write_text("generate 3\ntrain 10\ntotal 20\n")
+    copy, dest = tmp_path / "runs", tmp_path / "record.json"  # the runs' files; "source" here is seed 1's own file
     for seed in (0, 1):
-        (paired / f"seed{seed}").mkdir(parents=True)
-        shutil.copy(runs / "seed1/logits_WBC2_best_tta_own.csv", paired / f"seed{seed}/logits_WBC2_best_tta_own.csv")
-    failed = runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
-                                        "--paired", str(paired), "--dest", str(dest)])
-    assert failed.exit_code == 1 and "submission.csv: run ensemble.py" in failed.output
-    shutil.copy(sub, paired / "submission.csv")
-    _ok(runner.invoke(record_app, ["--runs", str(runs), "--truth", str(demo / "labels"), "--submission", str(sub),
-                                   "--timings", str(tmp_path / "timings.txt"), "--dest", str(dest), "--paired",
-                                   str(paired)]))
+        (copy / f"seed{seed}").mkdir(parents=True)
+        for f in [*(runs / f"seed{seed}").glob("logits_WBC2_best_tta_own.*"), runs / f"seed{seed}/config.json"]:
+            shutil.copy(f, copy / f"seed{seed}" / f.name)
+    args = ["--runs", str(copy), "--truth", str(demo / "labels"), "--submission", str(sub), "--dest", str(dest),
+            "--treatments", "own,source"]
+    failed = runner.invoke(record_app, args)
+    assert failed.exit_code == 1 and "run infer.py --tta --adapt source" in failed.output
+    for seed in (0, 1):
+        shutil.copy(runs / "seed1/logits_WBC2_best_tta_own.csv", copy / f"seed{seed}/logits_WBC2_best_tta_source.csv")
+    out = _ok(runner.invoke(record_app, [*args, "--timings", str(tmp_path / "timings.txt")]))
+    assert "own (default)" in out and "submission.csv under" in out
     rec = json.loads(dest.read_text())
     truth = pd.read_csv(demo / "labels/WBC2.csv", dtype={"Image": str}).set_index("Image")["LabelID"]
+    logits = {}
     for seed in (0, 1):
         z = pd.read_csv(runs / f"seed{seed}/logits_WBC2_best_tta_own.csv", dtype={"Image": str}).set_index("Image")
-        pred = z.loc[truth.index].to_numpy().argmax(1)
-        assert rec["seeds"][f"seed{seed}"]["macro_f1"] == round(f1_score(truth, pred, average="macro"), 4)
+        logits[seed] = z.loc[truth.index].to_numpy()
+        f1 = round(f1_score(truth, logits[seed].argmax(1), average="macro"), 4)
+        assert rec["seeds"][f"seed{seed}"]["macro_f1"] == rec["treatments"]["own"]["seeds"][f"seed{seed}"] == f1
+        assert rec["treatments"]["source"]["seeds"][f"seed{seed}"] == rec["seeds"]["seed1"]["macro_f1"]
+    mean = (logits[0] + logits[1]) / 2
+    assert rec["treatments"]["own"]["ensemble"] == round(f1_score(truth, mean.argmax(1), average="macro"), 4)
     ens = pd.read_csv(sub, dtype={"Image": str}).set_index("Image").loc[truth.index, "LabelID"]
-    assert rec["ensemble"]["macro_f1"] == round(f1_score(truth, ens, average="macro"), 4)
-    assert rec["seconds"] == {"generate": 3, "train_seed0": 10, "total": 20} and rec["machine"]["cores"] >= 1
-    assert len(rec["ensemble"]["per_class_f1"]) == 11
-    base = rec["without_adaptation"]  # paired: the same scoring of the runs without adaptation
-    assert base["seeds"]["seed0"]["macro_f1"] == base["seeds"]["seed1"]["macro_f1"] == rec["seeds"]["seed1"]["macro_f1"]
-    assert base["ensemble"]["macro_f1"] == rec["ensemble"]["macro_f1"]
+    assert rec["submission"]["macro_f1"] == round(f1_score(truth, ens, average="macro"), 4)
+    assert rec["seconds"] == {"generate": 3, "train": 10, "total": 20} and rec["machine"]["cores"] >= 1
+    assert len(rec["submission"]["per_class_f1"]) == 11 and rec["labels"] is None and rec["default"] == "own"
 
 
 def test_a_lab_asks_labels_checks_chooses_and_teaches(demo, two_runs, tmp_path):

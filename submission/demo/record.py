@@ -178,6 +178,8 @@ def _demo_version(runs: Path) -> int | None:
     from submission.data.targets import run_folders
 
     for run in run_folders(runs):
+        if not (run / "config.json").is_file():
+            continue
         root = json.loads((run / "config.json").read_text()).get("data_root_resolved")
         if root and (Path(root) / "demo.json").is_file():
             return json.loads((Path(root) / "demo.json").read_text()).get("version")
