@@ -55,7 +55,10 @@ def page(tmp_path_factory):
     cells = lab_report.cell_table(mean)
     rec = {"estimator": "atc-mc", "available": True, "macro_f1": 0.61, "macro_f1_error": 0.12, "constant": 0.7,
            "constant_error": 0.37, "measured_on": "60 single runs on 10 test labs", "agreement": 0.9,
-           "per_class_f1": {c: 0.5 for c in CLASSES}, "warnings": ["a <b>warning</b> & more"]}
+           "per_class_f1": {c: 0.5 for c in CLASSES}, "warnings": ["a <b>warning</b> & more"],
+           "class_mix": {"share": {c: 0.0 if c == CLASSES[2] else 0.1 for c in CLASSES},
+                         "interval": {c: [0.0, 0.004] if c == CLASSES[2] else [0.05, 0.15] for c in CLASSES},
+                         "probably_absent": [CLASSES[2]]}}
     text = lab_report.render(cells, list(CLASSES), paths, rec, "test split", None, 0.5)
     dest = folder / "report.html"
     dest.write_text(text, encoding="utf-8")
@@ -82,6 +85,9 @@ def test_page_parses_fetches_nothing_and_embeds_the_thumbnails(page):
     shown = re.sub(r"<[^>]*>", " ", text)  # what the page shows (tags, attributes and embedded images left out)
     assert not re.search(r"\bnats\b", shown) and "neutrophil_" not in shown and "_typical" not in shown
     assert "Segmented neutrophil" in shown and "<b>Macro F1</b>" in text and "<b>Uncertainty</b>" in text
+    row = re.search(r"Erythroblast</a></td>(.*?)</tr>", text).group(1)  # the lab's estimated class mix, per class
+    assert "the lab's estimated class mix (90% interval)" in text and "0.0% <small>(0.0% to 0.4%)</small>" in row
+    assert "probably absent" in row and "probably absent" not in re.search(r"Basophil</a></td>(.*?)</tr>", text).group(1)
     galleries = [a for t, a in parser.tags if t == "section" and a.get("class") == "gallery"]
     assert {a["data-class"] for a in galleries} == set(cells["label"])
     rows = re.findall(r"<tr><td>([^<]+)</td>", text.split('<table id="cells">')[1])

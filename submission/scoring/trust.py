@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from submission.scoring import class_mix
 from submission.scoring.estimators import Estimate, classes_share, features, member_agreement, observed, vanished_count
 from submission.scoring.validators import softmax
 
@@ -121,6 +122,7 @@ def record(logits: np.ndarray, classes: list[str], val_logits: np.ndarray | None
     if val_logits is not None and val_labels is not None and len(val_labels):
         obs = observed(softmax(val_logits), np.asarray(val_labels))
         out["source_val"] = {"accuracy": round(obs.accuracy, 4), "macro_f1": round(obs.macro_f1, 4)}
+        out["class_mix"] = class_mix.estimate(logits, val_logits, val_labels, classes)
     out["warnings"] = warnings(out, classes)
     off = off_budget(configs) if out.get("available") else None
     if off:
@@ -135,9 +137,15 @@ def warnings(rec: dict, classes: list[str]) -> list[str]:
                      "using these labels")
     if rec["agreement"] is not None and rec["agreement"] < LOW_AGREEMENT:
         found.append(f"the members agree on only {rec['agreement']:.0%} of the cells")
+    absent = set((rec.get("class_mix") or {}).get("probably_absent", []))
     gone = [c for c in classes if rec["predicted_counts"][c] == 0]
-    if gone:
-        found.append(f"no cell predicted as {', '.join(gone)}: a vanished class")
+    lost = [c for c in gone if c not in absent]
+    if lost:
+        found.append(f"no cell predicted as {', '.join(lost)}: a vanished class")
+    if absent & set(gone):
+        found.append(f"no cell predicted as {', '.join(c for c in gone if c in absent)}, and the lab's estimated class "
+                     f"mix puts it under {class_mix.ABSENT:.0%}: probably absent from this lab, unless the model lost it "
+                     "(its probabilities carry no trace of it either; a few labels tell)")
     weak = [c for c, v in rec.get("per_class_f1", {}).items() if v < LOW_CLASS_F1 and c not in gone]
     if weak:
         found.append(f"expected F1 below {LOW_CLASS_F1} for {', '.join(weak)}")
