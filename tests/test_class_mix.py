@@ -66,7 +66,32 @@ def test_the_bootstraps_em_is_the_plain_em_on_each_resample():
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(3), 40)
     counts = rng.multinomial(40, np.full(40, 1 / 40), size=4)
-    got = class_mix.weighted_em(probs, [0.2, 0.3, 0.5], counts)
+    got = class_mix.weighted_em(probs, [0.2, 0.3, 0.5], counts, iters=1000, tol=1e-9)
     for b in range(4):
         resample = np.repeat(probs, counts[b], axis=0)
-        assert got[b] == pytest.approx(em_prior(resample, [0.2, 0.3, 0.5], iters=1000, tol=1e-9)[1], abs=1e-4)
+        assert got[b] == pytest.approx(em_prior(resample, [0.2, 0.3, 0.5], iters=1000, tol=1e-9)[1], abs=1e-6)
+
+
+def _naive_expected_f1(conf_counts, prior, floor):
+    """Expected counts written out: a lab of n cells with `prior`, each true class predicted as the fold did."""
+    n, k = 1e6, len(prior)
+    per = []
+    for c in range(k):
+        if prior[c] <= floor:
+            continue
+        row = conf_counts[c] / conf_counts[c].sum()
+        tp = n * prior[c] * row[c]
+        pred = sum(n * prior[j] * conf_counts[j][c] / conf_counts[j].sum() for j in range(k))
+        per.append(2 * tp / (pred + n * prior[c]))
+    return sum(per) / len(per)
+
+
+def test_the_prior_aware_f1_is_the_expected_f1_of_the_folds_confusion_on_the_labs_mix():
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, 500)
+    pred = np.where(rng.random(500) < 0.7, y, rng.integers(0, 3, 500))
+    conf = np.zeros((3, 3))
+    np.add.at(conf, (y, pred), 1)
+    for prior in ([1 / 3] * 3, [0.8, 0.2, 0.0], [0.5, 0.495, 0.005]):
+        got, _ = class_mix.prior_aware_f1(pred, y, prior)
+        assert got == pytest.approx(_naive_expected_f1(conf, np.array(prior), class_mix.ABSENT), abs=1e-9)

@@ -85,9 +85,7 @@ def test_page_parses_fetches_nothing_and_embeds_the_thumbnails(page):
     shown = re.sub(r"<[^>]*>", " ", text)  # what the page shows (tags, attributes and embedded images left out)
     assert not re.search(r"\bnats\b", shown) and "neutrophil_" not in shown and "_typical" not in shown
     assert "Segmented neutrophil" in shown and "<b>Macro F1</b>" in text and "<b>Uncertainty</b>" in text
-    row = re.search(r"Erythroblast</a></td>(.*?)</tr>", text).group(1)  # the lab's estimated class mix, per class
-    assert "the lab's estimated class mix (90% interval)" in text and "0.0% <small>(0.0% to 0.4%)</small>" in row
-    assert "probably absent" in row and "probably absent" not in re.search(r"Basophil</a></td>(.*?)</tr>", text).group(1)
+    assert "class mix (90% interval)" not in text  # not validated yet: in the JSON only (docs/trust.md)
     galleries = [a for t, a in parser.tags if t == "section" and a.get("class") == "gallery"]
     assert {a["data-class"] for a in galleries} == set(cells["label"])
     rows = re.findall(r"<tr><td>([^<]+)</td>", text.split('<table id="cells">')[1])

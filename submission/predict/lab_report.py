@@ -89,9 +89,7 @@ PLAIN = ("<ul class=\"plain\"><li><b>Macro F1</b>: how often the model's class a
          "<li><b>Estimated</b> means without any labels, from the model alone; the ± is how far off such estimates "
          "were on labs with known answers (9 times in 10). <b>Checked</b> means measured on cells a person labelled."
          "</li><li><b>Probability</b>: how sure the model is of a cell's class. <b>Uncertainty</b>: 0 when it is sure "
-         "of one class, 1 when every class looks equally likely to it.</li><li><b>The lab's estimated class mix</b>: "
-         "the share of each class among this lab's cells, estimated without labels from the model's calibrated "
-         "probabilities (not its counts); <b>probably absent</b>: the whole interval is under 1%.</li></ul>")
+         "of one class, 1 when every class looks equally likely to it.</li></ul>")
 
 
 def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dict | None) -> str:
@@ -110,25 +108,18 @@ def _summary(cells: pd.DataFrame, classes: list[str], rec: dict, source_mix: dic
         head += f'<ul class="warn">{warns}</ul>'
     counts = cells["label"].value_counts()
     per_class = {c: v for c, v in (est.get("per_class_f1") or {}).items() if v is not None}
-    mix_of = est.get("class_mix")
     rows = []
     for c in classes:
         n = int(counts.get(c, 0))
         share = n / max(len(cells), 1)
         mix = f"{source_mix[c]:.1%}" if source_mix else "-"
         f1 = f"<td>{per_class[c]:.2f}</td>" if c in per_class else ("<td>-</td>" if per_class else "")
-        lab = ""
-        if mix_of:
-            lo, hi = mix_of["interval"][c]
-            absent = " <b>probably absent</b>" if c in mix_of["probably_absent"] else ""
-            lab = f"<td>{mix_of['share'][c]:.1%} <small>({lo:.1%} to {hi:.1%})</small>{absent}</td>"
         rows.append(f'<tr><td><a href="#g-{_slug(c)}">{html.escape(display(c))}</a></td><td>{n}</td><td><span class="bar" '
-                    f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td>{lab}<td>{mix}</td>{f1}</tr>')
+                    f'style="width:{share * 100:.1f}%"></span>{share:.1%}</td><td>{mix}</td>{f1}</tr>')
     f1_head = "<th>estimated F1 of the class</th>" if per_class else ""
-    lab_head = "<th>the lab's estimated class mix (90% interval)</th>" if mix_of else ""
+    # the lab's estimated class mix (est["class_mix"]) stays in the JSON until a study validates it (docs/trust.md)
     return (head + '<div class="wide"><table class="counts"><thead><tr><th>class</th><th>cells</th><th>share</th>'
-            f"{lab_head}<th>share in the training data</th>{f1_head}</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table></div>")
+            f"<th>share in the training data</th>{f1_head}</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
 def _histogram(uncertainty: np.ndarray, bins: int = 20) -> str:
