@@ -141,7 +141,7 @@ def main(
 def _which(run, runs: Path, name: str, target_of, where, checkpoint: str, tta: bool, labels, adapt, mix: bool,
            choose: bool, console):
     """(target, treatment, checkpoint, the labels' choice or None): which logits to average."""
-    from submission.predict.choice import run_folders_of, treatment_by_labels, treatment_of
+    from submission.predict.choice import recorded_choice, run_folders_of, treatment_by_labels, treatment_of
 
     folders = run_folders_of(run, runs)
     target = target_of(folders[0] if folders else Path(run[0]).parent)
@@ -150,7 +150,9 @@ def _which(run, runs: Path, name: str, target_of, where, checkpoint: str, tta: b
         choice = treatment_by_labels(folders, checkpoint, tta, labels, lab_target, console)
         if choice is not None:
             return target, choice["treatment"], choice["checkpoint"], choice
-    return target, treatment_of(folders, adapt, target, runs, mix, choose, console), checkpoint, None
+    treatment = treatment_of(folders, adapt, target, runs, mix, choose, console)
+    rec = None if adapt or choose or folders is None else recorded_choice(runs, target)  # said in the report too
+    return target, treatment, checkpoint, rec if rec and rec.get("treatment") == treatment else None
 
 
 def _target_of(images, data_root, split: str, runs: Path, first_run: Path | None):

@@ -421,6 +421,11 @@ def test_every_treatment_then_the_labels_choose_record_and_teach_under_it(demo, 
     out = _ok(runner.invoke(infer.app, ["--runs", str(runs), "--tta", *cache]))
     assert "chosen by 22 of this lab's labels" in out.replace("\n", " ")
     assert (runs / f"seed0/logits_WBC2_best_tta_{choice['treatment']}.csv").is_file()
+    later = tmp_path / "later.html"  # the report of a later ensemble says which treatment and why, labels not given
+    _ok(runner.invoke(ensemble.app, ["--runs", str(runs), "--no-tta", "--submission", str(tmp_path / "later.csv"),
+                                     "--report", str(later), "--ask", "0"]))
+    assert f"Predicted under <b>{choice['treatment']}</b>" in later.read_text()
+    assert "Chosen by 22 of the lab" in later.read_text()
     other = "source" if choice["treatment"] != "source" else "own"
     _ok(runner.invoke(infer.app, ["--runs", str(runs), "--tta", "--adapt", other, *cache]))
     assert (runs / f"seed0/logits_WBC2_best_tta_{other}.csv").is_file()
