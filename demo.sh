@@ -8,7 +8,7 @@
 #     rewrites submission.csv under it, and teaches seed 0 under it;
 #  4. the story on one screen, with each step's seconds, in runs/demo_record.json.
 # The demo's labels are read only to print scores (--truth) and by the simulated labeller for the asked cells.
-# The seeds train 4 x 40 steps (the --demo preset: 8 x 50), side by side (one core each), and the teaching 3 x 30
+# The seeds train 4 x 35 steps (the --demo preset: 8 x 50), side by side (one core each), and the teaching 3 x 30
 # steps (the kit's default: 3 x 100), so that the whole demo stays within 8 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,7 +47,7 @@ side_by_side() {  # side_by_side NAME LOG1 "CMD1" LOG2 "CMD2": two commands at o
   echo "$name $(( $(date +%s) - t0 ))" >> "$timings"
 }
 mkdir -p runs
-TRAIN="--demo --epochs 4 --iters-per-epoch 40 --overwrite"
+TRAIN="--demo --epochs 4 --iters-per-epoch 35 --overwrite"
 side_by_side train runs/train_seed0.log "'$PY' train.py $TRAIN --seed 0" runs/train_seed1.log "'$PY' train.py $TRAIN --seed 1"
 banner "2. Label-free: WBC2 and WBC1 under the treatments $TREATMENTS of the same runs; the ensemble under the default"
 side_by_side infer runs/infer_WBC2.log "'$PY' infer.py --tta --adapt $TREATMENTS --truth demo/labels" \
