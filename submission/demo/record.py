@@ -99,8 +99,7 @@ def _seed_scores(truth: pd.Series, runs: Path, split: str, treatment: str | None
         csv = seed_logits(run, split, treatment)
         if not csv.is_file():
             raise KitError(f"no {csv}: run infer.py --tta first")
-        frame = pd.read_csv(csv, dtype={"Image": str}).set_index("Image")
-        pred = pd.Series(frame[list(CLASSES)].to_numpy().argmax(1), index=frame.index)
+        pred = _predicted(pd.read_csv(csv, dtype={"Image": str}))
         seeds[run.name] = {**scores(truth, pred), "estimate": _estimate(csv.with_suffix(".json"))}
     return seeds
 
@@ -121,6 +120,12 @@ def _taught(taught: Path | None, truth: pd.Series, split: str) -> dict | None:
     return out
 
 
+def _predicted(logits: pd.DataFrame) -> pd.Series:
+    """The predicted class of each image of a logits frame (Image, one column per class)."""
+    frame = logits.set_index("Image")
+    return pd.Series(frame[list(CLASSES)].to_numpy().argmax(1), index=frame.index)
+
+
 def _treatments(runs: Path, truth: pd.Series, split: str, names: list[str]) -> dict:
     """Per treatment: each seed's macro F1 and the seeds' ensemble (their mean logits, as ensemble.py averages)."""
     from submission.data.targets import run_folders
@@ -132,10 +137,8 @@ def _treatments(runs: Path, truth: pd.Series, split: str, names: list[str]) -> d
         if missing := [f for f in files if not f.is_file()]:
             raise KitError(f"no {missing[0]}: run infer.py --tta --adapt {name}")
         frames = [read_logits(f) for f in files]
-        mean = ensemble_logits(frames).set_index("Image")
-        pred = pd.Series(mean[list(CLASSES)].to_numpy().argmax(1), index=mean.index)
-        seeds = {k: v["macro_f1"] for k, v in _seed_scores(truth, runs, split, name).items()}
-        out[name] = {"seeds": seeds, "ensemble": scores(truth, pred)["macro_f1"]}
+        seeds = {run.name: scores(truth, _predicted(frame))["macro_f1"] for run, frame in zip(run_folders(runs), frames)}
+        out[name] = {"seeds": seeds, "ensemble": scores(truth, _predicted(ensemble_logits(frames)))["macro_f1"]}
     return out
 
 
